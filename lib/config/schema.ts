@@ -1,0 +1,223 @@
+/**
+ * The single source of truth for every shape vllm-chill reads: a model
+ * (`ModelSpecSchema`, also the `spec` of a `VLLMModel` custom resource) and
+ * the whole config file (`ChillConfigSchema`). Types, the CRD's
+ * openAPIV3Schema, the README's config table and validation errors are all
+ * derived from these schemas.
+ *
+ * Durations are strings ("500ms", "30s", "5m", "1h") parsed into
+ * milliseconds; sizes are strings ("32Mi") parsed into bytes.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
+
+/** A duration string such as "30s" or "5m", parsed into milliseconds. */
+export const Duration = z
+  .string()
+  .regex(new RegExp(DURATION_PATTERN), {
+    message: 'expected a duration such as "500ms", "30s", "5m" or "1h"',
+  })
+  .transform((text) => parseDuration(text)!)
+  .describe('Duration such as "500ms", "30s", "5m", "1h".');
+
+/** A byte size such as "32Mi" or "1Gi", parsed into bytes. */
+export const ByteSize = z
+  .string()
+  .regex(new RegExp(SIZE_PATTERN), {
+    message: 'expected a size such as "512Ki", "32Mi" or "1Gi"',
+  })
+  .transform((text) => parseSize(text)!)
+  .describe('Size in bytes such as "512Ki", "32Mi", "1Gi".');
+
+/** A Kubernetes-style resource quantity ("500m", "4", "16Gi"). */
+const Quantity = z
+  .string()
+  .regex(/^[+]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$/, {
+    message: 'expected a Kubernetes quantity such as "500m", "4" or "16Gi"',
+  });
+
+/** A name usable as a Kubernetes object name and in URLs (DNS-1123 subdomain). */
+export const ObjectName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, {
+    message: "expected a lowercase DNS name (a-z, 0-9, '-', '.')",
+  });
+
+/** The dtypes vLLM's `--dtype` accepts. */
+export const DTYPES = ["auto", "half", "float16", "bfloat16", "float", "float32"] as const;
+
+const positiveInt = () => z.int().positive();
+
+/**
+ * One model: what vLLM needs to serve it plus per-model proxy overrides.
+ * Also the `spec` of a `VLLMModel` custom resource.
+ */
+export const ModelSpecSchema = z
+  .strictObject({
+    modelName: z.string().min(1).describe("Hugging Face model id or local path (vLLM's `model`)."),
+    servedModelName: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("Name clients send as `model`; defaults to the model's key (or the VLLMModel's name)."),
+    tensorParallelSize: positiveInt().optional().describe("GPUs to shard the model over (`--tensor-parallel-size`)."),
+    maxModelLen: positiveInt().optional().describe("Context length (`--max-model-len`)."),
+    gpuMemoryUtilization: z
+      .number()
+      .min(0.1)
+      .max(1)
+      .optional()
+      .describe("Fraction of GPU memory vLLM may use, 0.1–1 (`--gpu-memory-utilization`)."),
+    dtype: z.enum(DTYPES).optional().describe("Weights/activations dtype (`--dtype`)."),
+    quantization: z.string().min(1).optional().describe("Quantization method, e.g. awq, gptq, fp8 (`--quantization`)."),
+    kvCacheDtype: z.string().min(1).optional().describe("KV cache dtype, e.g. auto, fp8 (`--kv-cache-dtype`)."),
+    enableChunkedPrefill: z.boolean().optional().describe("`--enable-chunked-prefill`."),
+    maxNumBatchedTokens: positiveInt().optional().describe("`--max-num-batched-tokens`."),
+    maxNumSeqs: positiveInt().optional().describe("`--max-num-seqs`."),
+    enablePrefixCaching: z.boolean().optional().describe("`--enable-prefix-caching`."),
+    disableCustomAllReduce: z.boolean().optional().describe("`--disable-custom-all-reduce`."),
+    cpuOffloadGB: z.number().min(0).optional().describe("`--cpu-offload-gb`."),
+    enableAutoToolChoice: z.boolean().optional().describe("`--enable-auto-tool-choice`."),
+    toolCallParser: z.string().min(1).optional().describe("`--tool-call-parser`, e.g. hermes."),
+    reasoningParser: z.string().min(1).optional().describe("`--reasoning-parser`, e.g. qwen3."),
+    chatTemplate: z.string().min(1).optional().describe("`--chat-template` (path or inline template)."),
+    trustRemoteCode: z.boolean().optional().describe("`--trust-remote-code`."),
+    extraArgs: z.array(z.string()).optional().describe('More vLLM arguments, e.g. ["--seed", "7"].'),
+    env: z.record(z.string(), z.string()).optional().describe("Environment variables for the engine."),
+    idleTimeout: Duration.optional().describe("Overrides the global idleTimeout for this model."),
+    holdTimeout: Duration.optional().describe("Overrides the global holdTimeout for this model."),
+    startTimeout: Duration.optional().describe("Overrides the global startTimeout for this model."),
+    image: z.string().min(1).optional().describe("Overrides vllm.image for this model."),
+    gpus: z.int().min(0).optional().describe("Overrides vllm.gpus for this model."),
+    command: z
+      .array(z.string())
+      .min(1)
+      .optional()
+      .describe("Process backend: the engine command; placeholders {port}, {model}, {served}."),
+  })
+  .describe("One model vLLM can serve.");
+
+/** An API key, either a plain string or a key limited to some models. */
+export const ApiKeySchema = z.union([
+  z.string().min(8, { message: "an API key must have at least 8 characters" }),
+  z.strictObject({
+    key: z.string().min(8, { message: "an API key must have at least 8 characters" }),
+    models: z.array(z.string().min(1)).optional().describe("Models this key may use; all when absent."),
+    name: z.string().optional().describe("A label for logs (never the key itself)."),
+  }),
+]);
+
+const Toleration = z.strictObject({
+  key: z.string().optional(),
+  operator: z.enum(["Exists", "Equal"]).optional(),
+  value: z.string().optional(),
+  effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
+  tolerationSeconds: z.int().optional(),
+});
+
+const ResourceList = z.strictObject({
+  cpu: Quantity.optional(),
+  memory: Quantity.optional(),
+});
+
+/** The vLLM pod settings used when vllm-chill creates the Deployment. */
+export const VllmPodSchema = z
+  .strictObject({
+    image: z.string().min(1).default("vllm/vllm-openai:v0.11.0").describe("vLLM image, pinned to a release."),
+    imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
+    gpus: z.int().min(0).default(1).describe("GPUs per pod."),
+    gpuResource: z.string().min(1).default("nvidia.com/gpu").describe("Extended resource name of a GPU."),
+    containerPort: z.int().min(1).max(65535).default(8000),
+    requests: ResourceList.default({ cpu: "2", memory: "16Gi" }),
+    limits: ResourceList.default({ memory: "32Gi" }),
+    shmSize: Quantity.default("8Gi").describe("Size of the /dev/shm memory emptyDir."),
+    cache: z
+      .strictObject({
+        hostPath: z.string().min(1).optional().describe("Node directory for the Hugging Face cache."),
+        pvc: z.string().min(1).optional().describe("PersistentVolumeClaim for the Hugging Face cache."),
+        mountPath: z.string().min(1).default("/root/.cache/huggingface"),
+      })
+      .refine((c) => !(c.hostPath && c.pvc), { message: "set cache.hostPath or cache.pvc, not both" })
+      .prefault({}),
+    hfTokenSecret: z
+      .strictObject({ name: ObjectName, key: z.string().min(1).default("token") })
+      .optional()
+      .describe("Secret holding the Hugging Face token (exposed as HF_TOKEN)."),
+    nodeSelector: z.record(z.string(), z.string()).optional(),
+    tolerations: z.array(Toleration).optional(),
+    env: z.record(z.string(), z.string()).optional().describe("Extra environment for every model."),
+    startupProbeSeconds: z
+      .int()
+      .positive()
+      .default(1800)
+      .describe("How long the startup probe lets a model load before the kubelet restarts it."),
+  })
+  .describe("vLLM pod settings (Deployment created by vllm-chill).");
+
+/** Names of the Kubernetes objects vllm-chill drives. */
+export const TargetSchema = z.strictObject({
+  deployment: ObjectName.default("vllm"),
+  configMap: ObjectName.default("vllm-config"),
+  service: ObjectName.default("vllm-svc").describe("Service to ensure; forwarded to at http://<service>:<port>."),
+  port: z.int().min(1).max(65535).default(80),
+  url: z
+    .url()
+    .optional()
+    .describe("Forward here instead of the Service (e.g. http://127.0.0.1:8000 through a port-forward)."),
+});
+
+/** Process backend settings. */
+export const ProcessSchema = z.strictObject({
+  host: z.string().default("127.0.0.1").describe("Address engines listen on."),
+  stopGracePeriod: Duration.prefault("10s").describe("SIGTERM → SIGKILL delay."),
+});
+
+/** The whole vllm-chill config file (`defineVllmChill({...})`, JSON or YAML). */
+export const ChillConfigSchema = z
+  .strictObject({
+    namespace: ObjectName.default("ai-apps"),
+    enableModelSwitch: z.boolean().default(false).describe("Switch models by the request's `model` field."),
+    backend: z.enum(["kubernetes", "process"]).default("kubernetes"),
+    port: z.int().min(0).max(65535).default(8080).describe("Port the proxy listens on."),
+    host: z.string().default("0.0.0.0").describe("Address the proxy listens on."),
+    idleTimeout: Duration.prefault("5m").describe("Scale to zero after this long with nothing in flight."),
+    holdTimeout: Duration.prefault("10m").describe("Longest a request waits for a cold model (then 504)."),
+    startTimeout: Duration.prefault("15m").describe("Longest a model may take to become ready (then 503)."),
+    drainTimeout: Duration.prefault("2m").describe("Longest in-flight requests may take to finish before a stop."),
+    minLoadedTime: Duration.prefault("30s").describe(
+      "A model stays loaded at least this long while its requests keep coming (anti-thrash).",
+    ),
+    heartbeatInterval: Duration.prefault("10s").describe(
+      'SSE comment heartbeats to held streaming requests; "0s" turns them off.',
+    ),
+    maxHeldRequests: z.int().min(0).default(1000).describe("Held requests beyond this get 429."),
+    maxBodyBytes: ByteSize.prefault("32Mi").describe("Larger request bodies get 413."),
+    apiKeys: z.array(ApiKeySchema).default([]).describe("Bearer keys for forwarded routes; none = open."),
+    adminToken: z.string().min(8).optional().describe("Bearer token for /admin/* (open when unset)."),
+    switchStrategy: z
+      .enum(["graceful", "force"])
+      .default("graceful")
+      .describe("force deletes the old pod with grace period 0 when switching."),
+    logFormat: z.enum(["json", "text"]).default("json"),
+    kubeconfig: z.string().optional().describe("Kubeconfig path; else in-cluster, else ~/.kube/config."),
+    target: TargetSchema.prefault({}),
+    vllm: VllmPodSchema.prefault({}),
+    process: ProcessSchema.prefault({}),
+    defaultModel: z.string().min(1).optional().describe("Model for requests that name none."),
+    models: z.record(z.string().min(1), ModelSpecSchema).default({}),
+  });
+
+/** A model as written by users (durations as strings). */
+export type ModelSpecInput = z.input<typeof ModelSpecSchema>;
+/** A validated model (durations in milliseconds). */
+export type ModelSpec = z.output<typeof ModelSpecSchema>;
+/** A config as written by users (durations and sizes as strings). */
+export type ChillConfigInput = z.input<typeof ChillConfigSchema>;
+/** A validated, fully defaulted config (durations in ms, sizes in bytes). */
+export type ChillConfig = z.output<typeof ChillConfigSchema>;
+/** A model with its name, as the registry holds it. */
+export type NamedModel = ModelSpec & { name: string; servedModelName: string; source: "config" | "crd" };

@@ -1,0 +1,128 @@
+/**
+ * Structured logging: one line per event, JSON (for log pipelines) or text
+ * (for people). Never pass secrets in fields; `redact` masks known ones.
+ *
+ * @module
+ */
+
+/** Log levels, lowest first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+/** Fields attached to a log line. */
+export type LogFields = Record<string, unknown>;
+
+/** A structured logger. */
+export interface Logger {
+  /** Logs `msg` with `fields` at `level`. */
+  log(level: LogLevel, msg: string, fields?: LogFields): void;
+  /** Shorthand for `log("debug", ...)`. */
+  debug(msg: string, fields?: LogFields): void;
+  /** Shorthand for `log("info", ...)`. */
+  info(msg: string, fields?: LogFields): void;
+  /** Shorthand for `log("warn", ...)`. */
+  warn(msg: string, fields?: LogFields): void;
+  /** Shorthand for `log("error", ...)`. */
+  error(msg: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every line. */
+  with(fields: LogFields): Logger;
+}
+
+const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+/** Options of {@link createLogger}. */
+export interface LoggerOptions {
+  /** "json" (default) or "text". */
+  format?: "json" | "text";
+  /** Lowest level written (default "info", or VLLM_CHILL_LOG_LEVEL). */
+  level?: LogLevel;
+  /** Where lines go (default: stderr for warn/error, stdout otherwise). */
+  write?: (line: string, level: LogLevel) => void;
+  /** Strings that must never appear in a line (API keys, tokens); replaced by "[redacted]". */
+  secrets?: string[];
+}
+
+const encoder = new TextEncoder();
+
+function defaultWrite(line: string, level: LogLevel): void {
+  const bytes = encoder.encode(line + "\n");
+  try {
+    if (LEVELS[level] >= LEVELS.warn) Deno.stderr.writeSync(bytes);
+    else Deno.stdout.writeSync(bytes);
+  } catch {
+    // A closed stdout must never take the proxy down.
+  }
+}
+
+/**
+ * Creates a logger.
+ *
+ * @example
+ * ```ts
+ * import { createLogger } from "./log.ts";
+ * const lines: string[] = [];
+ * const log = createLogger({ format: "json", write: (l) => lines.push(l) });
+ * log.info("state", { from: "idle", to: "starting" });
+ * JSON.parse(lines[0]).to; // "starting"
+ * ```
+ */
+export function createLogger(options: LoggerOptions = {}, base: LogFields = {}): Logger {
+  const format = options.format ?? "json";
+  const envLevel = safeEnv("VLLM_CHILL_LOG_LEVEL") as LogLevel | undefined;
+  const min = LEVELS[options.level ?? (envLevel && envLevel in LEVELS ? envLevel : "info")];
+  const write = options.write ?? defaultWrite;
+  const secrets = (options.secrets ?? []).filter((s) => s.length >= 4);
+  const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
+    if (LEVELS[level] < min) return;
+    const record = { time: new Date().toISOString(), level, msg, ...base, ...fields };
+    let line = format === "json" ? safeJson(record) : formatText(record);
+    for (const secret of secrets) {
+      if (line.includes(secret)) line = line.replaceAll(secret, "[redacted]");
+    }
+    write(line, level);
+  };
+  return {
+    log,
+    debug: (msg, fields) => log("debug", msg, fields),
+    info: (msg, fields) => log("info", msg, fields),
+    warn: (msg, fields) => log("warn", msg, fields),
+    error: (msg, fields) => log("error", msg, fields),
+    with: (fields) => createLogger(options, { ...base, ...fields }),
+  };
+}
+
+/**
+ * A logger that writes nothing (tests, library use).
+ *
+ * @example
+ * ```ts
+ * import { silentLogger } from "./log.ts";
+ * silentLogger.info("ignored");
+ * ```
+ */
+export const silentLogger: Logger = createLogger({ write: () => {} });
+
+function safeJson(record: LogFields): string {
+  try {
+    return JSON.stringify(record, (_k, v) => v instanceof Error ? v.message : typeof v === "bigint" ? String(v) : v);
+  } catch {
+    return JSON.stringify({ time: record.time, level: record.level, msg: record.msg, note: "unserializable fields" });
+  }
+}
+
+function formatText(record: LogFields): string {
+  const { time, level, msg, ...rest } = record;
+  const fields = Object.entries(rest)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) =>
+      `${k}=${typeof v === "string" && !/\s/.test(v) ? v : JSON.stringify(v instanceof Error ? v.message : v)}`
+    )
+    .join(" ");
+  return `${time} ${String(level).toUpperCase().padEnd(5)} ${msg}${fields ? " " + fields : ""}`;
+}
+
+function safeEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
