@@ -8,7 +8,7 @@ import type { z } from "zod";
 import { type ChillConfig, type ChillConfigInput, ChillConfigSchema } from "./schema.ts";
 
 /** Where `defineVllmChill` keeps the input it was given, so flags can be layered on top. */
-export const CONFIG_INPUT = Symbol.for("vllm-chill.config-input");
+export const CONFIG_INPUT: unique symbol = Symbol.for("vllm-chill.config-input");
 
 /**
  * A config that failed validation. `issues` lists every bad field; the message
@@ -28,9 +28,17 @@ export class ConfigError extends Error {
   /** One entry per bad field. */
   readonly issues: { path: string; message: string }[];
 
-  /** Builds the error from zod issues; `source` names the file or object checked. */
-  constructor(issues: z.core.$ZodIssue[], source = "config") {
-    const list = issues.map((issue) => ({ path: formatPath(issue.path), message: describeIssue(issue) }));
+  /**
+   * Builds the error from zod issues; `source` names the file or object
+   * checked; `origins` maps a path to where its value came from (e.g.
+   * "--port", "VLLM_CHILL_PORT"), added to that path's message.
+   */
+  constructor(issues: z.core.$ZodIssue[], source = "config", origins?: ReadonlyMap<string, string>) {
+    const list = issues.map((issue) => {
+      const path = formatPath(issue.path);
+      const origin = origins?.get(path);
+      return { path, message: describeIssue(issue) + (origin ? ` (from ${origin})` : "") };
+    });
     super(`invalid ${source}:\n${list.map((i) => `  - ${i.path || "(root)"}: ${i.message}`).join("\n")}`);
     this.name = "ConfigError";
     this.issues = list;
@@ -48,7 +56,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+/** One zod issue in words: what is wrong and what is allowed. */
+export function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case "unrecognized_keys":
       return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}` +
@@ -78,7 +87,9 @@ function describeInput(input: unknown): string {
   if (input === undefined) return "nothing (the field is required)";
   if (input === null) return "null";
   if (Array.isArray(input)) return "an array";
-  return typeof input === "object" ? "an object" : `${typeof input} ${JSON.stringify(input)}`;
+  if (typeof input === "object") return "an object";
+  // String values are not echoed: they may be secrets (API keys, tokens).
+  return typeof input === "string" ? "a string" : `${typeof input} ${String(input)}`;
 }
 
 /**
@@ -101,10 +112,24 @@ export function defineVllmChill(config: ChillConfigInput): Readonly<ChillConfig>
   return parseConfig(config, "config");
 }
 
-/** Validates any input (JSON, YAML, flags merged) into a frozen config. */
-export function parseConfig(input: unknown, source = "config"): Readonly<ChillConfig> {
-  const result = ChillConfigSchema.safeParse(input);
-  if (!result.success) throw new ConfigError(result.error.issues, source);
+/**
+ * Validates any input (JSON, YAML, flags merged) into a frozen config; the
+ * raw input stays reachable under {@link CONFIG_INPUT}. Throws a
+ * {@link ConfigError} naming every bad field.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "../../mod.ts";
+ * parseConfig({ port: 9000 }, "flags").port; // 9000
+ * ```
+ */
+export function parseConfig(
+  input: unknown,
+  source = "config",
+  origins?: ReadonlyMap<string, string>,
+): Readonly<ChillConfig> {
+  const result = ChillConfigSchema.safeParse(input, { reportInput: true });
+  if (!result.success) throw new ConfigError(result.error.issues, source, origins);
   Object.defineProperty(result.data, CONFIG_INPUT, { value: structuredClone(input), enumerable: false });
   return deepFreeze(result.data);
 }

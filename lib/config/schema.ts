@@ -52,6 +52,48 @@ export const DTYPES = ["auto", "half", "float16", "bfloat16", "float", "float32"
 
 const positiveInt = () => z.int().positive();
 
+/** ConfigMap keys vllm-chill writes itself; a model's `env` must not use them. */
+export const RESERVED_ENV_KEYS = ["ENGINE_CONFIG_YAML", "MODEL_NAME", "SERVED_MODEL_NAME", "VLLM_CHILL_MODEL"] as const;
+
+/** vLLM flags vllm-chill sets itself; `extraArgs` must not repeat them. */
+export const MANAGED_VLLM_FLAGS = ["model", "host", "port", "config", "served-model-name"] as const;
+
+/** Environment variable name (also a valid ConfigMap key). */
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+  message: "expected an environment variable name (letters, digits, '_', not starting with a digit)",
+});
+
+/** Environment of one engine: valid names, none of the keys vllm-chill writes itself. */
+const ModelEnv = z.record(EnvName, z.string()).superRefine((env, ctx) => {
+  for (const key of Object.keys(env)) {
+    if ((RESERVED_ENV_KEYS as readonly string[]).includes(key)) {
+      ctx.addIssue({ code: "custom", path: [key], message: `"${key}" is written by vllm-chill; use another name` });
+    }
+  }
+});
+
+/** Extra vLLM arguments: long flags (`--seed 7`, `--seed=7`, `--enforce-eager`), not the flags vllm-chill sets. */
+const ExtraArgs = z.array(z.string()).superRefine((args, ctx) => {
+  args.forEach((arg, index) => {
+    if (index === 0 && !arg.startsWith("--")) {
+      ctx.addIssue({ code: "custom", path: [index], message: `expected a "--flag" first, got ${JSON.stringify(arg)}` });
+    } else if (/^-[A-Za-z]/.test(arg)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [index],
+        message: `use the long form of ${arg} (e.g. --tensor-parallel-size)`,
+      });
+    } else if (arg.startsWith("--")) {
+      const flag = arg.slice(2).split("=")[0];
+      if (flag === "") {
+        ctx.addIssue({ code: "custom", path: [index], message: "empty flag" });
+      } else if ((MANAGED_VLLM_FLAGS as readonly string[]).includes(flag)) {
+        ctx.addIssue({ code: "custom", path: [index], message: `--${flag} is set by vllm-chill; remove it` });
+      }
+    }
+  });
+});
+
 /**
  * One model: what vLLM needs to serve it plus per-model proxy overrides.
  * Also the `spec` of a `VLLMModel` custom resource.
@@ -75,19 +117,31 @@ export const ModelSpecSchema = z
     dtype: z.enum(DTYPES).optional().describe("Weights/activations dtype (`--dtype`)."),
     quantization: z.string().min(1).optional().describe("Quantization method, e.g. awq, gptq, fp8 (`--quantization`)."),
     kvCacheDtype: z.string().min(1).optional().describe("KV cache dtype, e.g. auto, fp8 (`--kv-cache-dtype`)."),
-    enableChunkedPrefill: z.boolean().optional().describe("`--enable-chunked-prefill`."),
+    enableChunkedPrefill: z.boolean().optional().describe(
+      "true adds `--enable-chunked-prefill`; false or absent keeps vLLM's default.",
+    ),
     maxNumBatchedTokens: positiveInt().optional().describe("`--max-num-batched-tokens`."),
     maxNumSeqs: positiveInt().optional().describe("`--max-num-seqs`."),
-    enablePrefixCaching: z.boolean().optional().describe("`--enable-prefix-caching`."),
-    disableCustomAllReduce: z.boolean().optional().describe("`--disable-custom-all-reduce`."),
+    enablePrefixCaching: z.boolean().optional().describe(
+      "true adds `--enable-prefix-caching`; false or absent keeps vLLM's default.",
+    ),
+    disableCustomAllReduce: z.boolean().optional().describe(
+      "true adds `--disable-custom-all-reduce`; false or absent keeps vLLM's default.",
+    ),
     cpuOffloadGB: z.number().min(0).optional().describe("`--cpu-offload-gb`."),
-    enableAutoToolChoice: z.boolean().optional().describe("`--enable-auto-tool-choice`."),
+    enableAutoToolChoice: z.boolean().optional().describe(
+      "true adds `--enable-auto-tool-choice`; false or absent keeps vLLM's default.",
+    ),
     toolCallParser: z.string().min(1).optional().describe("`--tool-call-parser`, e.g. hermes."),
     reasoningParser: z.string().min(1).optional().describe("`--reasoning-parser`, e.g. qwen3."),
     chatTemplate: z.string().min(1).optional().describe("`--chat-template` (path or inline template)."),
-    trustRemoteCode: z.boolean().optional().describe("`--trust-remote-code`."),
-    extraArgs: z.array(z.string()).optional().describe('More vLLM arguments, e.g. ["--seed", "7"].'),
-    env: z.record(z.string(), z.string()).optional().describe("Environment variables for the engine."),
+    trustRemoteCode: z.boolean().optional().describe(
+      "true adds `--trust-remote-code`; false or absent keeps vLLM's default.",
+    ),
+    extraArgs: ExtraArgs.optional().describe(
+      'More vLLM arguments as long flags, e.g. ["--seed", "7", "--enforce-eager"]; they win over the fields above.',
+    ),
+    env: ModelEnv.optional().describe("Environment variables for the engine (keys of the vLLM ConfigMap)."),
     idleTimeout: Duration.optional().describe("Overrides the global idleTimeout for this model."),
     holdTimeout: Duration.optional().describe("Overrides the global holdTimeout for this model."),
     startTimeout: Duration.optional().describe("Overrides the global startTimeout for this model."),
@@ -105,7 +159,7 @@ export const ModelSpecSchema = z
 export const ApiKeySchema = z.union([
   z.string().min(8, { message: "an API key must have at least 8 characters" }),
   z.strictObject({
-    key: z.string().min(8, { message: "an API key must have at least 8 characters" }),
+    key: z.string().min(8, { message: "an API key must have at least 8 characters" }).describe("The key."),
     models: z.array(z.string().min(1)).optional().describe("Models this key may use; all when absent."),
     name: z.string().optional().describe("A label for logs (never the key itself)."),
   }),
@@ -128,27 +182,35 @@ const ResourceList = z.strictObject({
 export const VllmPodSchema = z
   .strictObject({
     image: z.string().min(1).default("vllm/vllm-openai:v0.11.0").describe("vLLM image, pinned to a release."),
-    imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
+    imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent").describe(
+      "Pull policy of the vLLM image.",
+    ),
     gpus: z.int().min(0).default(1).describe("GPUs per pod."),
     gpuResource: z.string().min(1).default("nvidia.com/gpu").describe("Extended resource name of a GPU."),
-    containerPort: z.int().min(1).max(65535).default(8000),
-    requests: ResourceList.default({ cpu: "2", memory: "16Gi" }),
-    limits: ResourceList.default({ memory: "32Gi" }),
+    containerPort: z.int().min(1).max(65535).default(8000).describe("Port vLLM listens on in the pod."),
+    requests: ResourceList.default({ cpu: "2", memory: "16Gi" }).describe("CPU/memory requests of the vLLM container."),
+    limits: ResourceList.default({ memory: "32Gi" }).describe(
+      "CPU/memory limits of the vLLM container (GPUs are added).",
+    ),
     shmSize: Quantity.default("8Gi").describe("Size of the /dev/shm memory emptyDir."),
     cache: z
       .strictObject({
         hostPath: z.string().min(1).optional().describe("Node directory for the Hugging Face cache."),
         pvc: z.string().min(1).optional().describe("PersistentVolumeClaim for the Hugging Face cache."),
-        mountPath: z.string().min(1).default("/root/.cache/huggingface"),
+        mountPath: z.string().min(1).default("/root/.cache/huggingface").describe("Where the cache is mounted."),
       })
       .refine((c) => !(c.hostPath && c.pvc), { message: "set cache.hostPath or cache.pvc, not both" })
-      .prefault({}),
+      .prefault({})
+      .describe("Hugging Face cache volume: hostPath, PVC, or an emptyDir when neither is set."),
     hfTokenSecret: z
-      .strictObject({ name: ObjectName, key: z.string().min(1).default("token") })
+      .strictObject({
+        name: ObjectName.describe("Secret name."),
+        key: z.string().min(1).default("token").describe("Key in the Secret."),
+      })
       .optional()
       .describe("Secret holding the Hugging Face token (exposed as HF_TOKEN)."),
-    nodeSelector: z.record(z.string(), z.string()).optional(),
-    tolerations: z.array(Toleration).optional(),
+    nodeSelector: z.record(z.string(), z.string()).optional().describe("Node labels the vLLM pod must match."),
+    tolerations: z.array(Toleration).optional().describe("Tolerations of the vLLM pod (e.g. for GPU taints)."),
     env: z.record(z.string(), z.string()).optional().describe("Extra environment for every model."),
     startupProbeSeconds: z
       .int()
@@ -160,10 +222,10 @@ export const VllmPodSchema = z
 
 /** Names of the Kubernetes objects vllm-chill drives. */
 export const TargetSchema = z.strictObject({
-  deployment: ObjectName.default("vllm"),
-  configMap: ObjectName.default("vllm-config"),
+  deployment: ObjectName.default("vllm").describe("vLLM Deployment scaled between 0 and 1."),
+  configMap: ObjectName.default("vllm-config").describe("ConfigMap holding the active model's configuration."),
   service: ObjectName.default("vllm-svc").describe("Service to ensure; forwarded to at http://<service>:<port>."),
-  port: z.int().min(1).max(65535).default(80),
+  port: z.int().min(1).max(65535).default(80).describe("Port of the vLLM Service."),
   url: z
     .url()
     .optional()
@@ -179,9 +241,14 @@ export const ProcessSchema = z.strictObject({
 /** The whole vllm-chill config file (`defineVllmChill({...})`, JSON or YAML). */
 export const ChillConfigSchema = z
   .strictObject({
-    namespace: ObjectName.default("ai-apps"),
+    namespace: ObjectName.default("ai-apps").describe(
+      "Namespace of the vLLM objects (and of the VLLMModel resources watched).",
+    ),
     enableModelSwitch: z.boolean().default(false).describe("Switch models by the request's `model` field."),
-    backend: z.enum(["kubernetes", "process"]).default("kubernetes"),
+    backend: z
+      .enum(["kubernetes", "process"])
+      .default("kubernetes")
+      .describe("kubernetes: scale a Deployment; process: run the engine as a local child process."),
     port: z.int().min(0).max(65535).default(8080).describe("Port the proxy listens on."),
     host: z.string().default("0.0.0.0").describe("Address the proxy listens on."),
     idleTimeout: Duration.prefault("5m").describe("Scale to zero after this long with nothing in flight."),
@@ -202,13 +269,31 @@ export const ChillConfigSchema = z
       .enum(["graceful", "force"])
       .default("graceful")
       .describe("force deletes the old pod with grace period 0 when switching."),
-    logFormat: z.enum(["json", "text"]).default("json"),
+    logFormat: z.enum(["json", "text"]).default("json").describe("Log lines as JSON (log pipelines) or text (people)."),
     kubeconfig: z.string().optional().describe("Kubeconfig path; else in-cluster, else ~/.kube/config."),
-    target: TargetSchema.prefault({}),
+    target: TargetSchema.prefault({}).describe("The Kubernetes objects vllm-chill drives."),
     vllm: VllmPodSchema.prefault({}),
-    process: ProcessSchema.prefault({}),
+    process: ProcessSchema.prefault({}).describe("Settings of the process backend."),
     defaultModel: z.string().min(1).optional().describe("Model for requests that name none."),
-    models: z.record(z.string().min(1), ModelSpecSchema).default({}),
+    models: z
+      .record(z.string().min(1), ModelSpecSchema)
+      .default({})
+      .describe("Models by key (the name clients use unless servedModelName is set)."),
+  })
+  .superRefine((config, ctx) => {
+    // Two models answering to the same name would make routing ambiguous.
+    const seen = new Map<string, string>();
+    for (const [key, model] of Object.entries(config.models)) {
+      const served = model.servedModelName ?? key;
+      const other = seen.get(served);
+      if (other !== undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["models", key, "servedModelName"],
+          message: `"${served}" is already the name of model "${other}"; served names must be unique`,
+        });
+      } else seen.set(served, key);
+    }
   });
 
 /** A model as written by users (durations as strings). */

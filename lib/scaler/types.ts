@@ -55,6 +55,8 @@ export interface ScalerStatus {
   lastColdStartMs: number | null;
   lastSwitchMs: number | null;
   backend: Record<string, unknown>;
+  /** Why the scaler is in `state` (e.g. "switch to b", "idle", "start failed: …"). */
+  stateReason?: string;
 }
 
 /** The scaler as the proxy uses it. */

@@ -1,0 +1,246 @@
+/**
+ * The vLLM objects: ConfigMap (the active model's configuration), Service
+ * and Deployment (replicas 0, started by the proxy).
+ *
+ * How the container consumes the active model WITHOUT a shell: it runs
+ * `vllm serve --config /etc/vllm-chill/config.yaml`; `config.yaml` is the
+ * ConfigMap key `ENGINE_CONFIG_YAML` mounted as a file (a vLLM `--config`
+ * file: `model`, `served-model-name`, `host`, `port` and one key per flag).
+ * The other keys (`MODEL_NAME`, `SERVED_MODEL_NAME`, `VLLM_CHILL_MODEL`,
+ * the model's `env`) reach the container through `envFrom`; they are for
+ * people and for reading the active model back after a restart. A switch
+ * rewrites the ConfigMap while replicas are 0, so the next pod reads it fresh.
+ *
+ * @module
+ */
+import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
+import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
+import type { IService } from "kubernetes-models/v1/Service";
+import { stringify } from "yaml";
+import type { ChillConfig, NamedModel } from "../config/schema.ts";
+import { engineConfig } from "../models/vllm_args.ts";
+import { ACTIVE_MODEL_ANNOTATION, labelsFor, VLLM_SELECTOR } from "./labels.ts";
+
+/** Directory the engine config file is mounted in. */
+export const ENGINE_CONFIG_DIR = "/etc/vllm-chill";
+/** Path of the engine config file in the vLLM container. */
+export const ENGINE_CONFIG_PATH = `${ENGINE_CONFIG_DIR}/config.yaml`;
+/** ConfigMap key holding the vLLM `--config` YAML. */
+export const ENGINE_CONFIG_KEY = "ENGINE_CONFIG_YAML";
+/** ConfigMap key holding the active model's key (empty when none). */
+export const ACTIVE_MODEL_KEY = "VLLM_CHILL_MODEL";
+
+/**
+ * The model the vLLM objects are first rendered with: `defaultModel` when it
+ * is a config model, else the first config model, else null.
+ *
+ * @example
+ * ```ts
+ * import { initialModel } from "./vllm.ts";
+ * import { parseConfig } from "../config/define.ts";
+ * initialModel(parseConfig({ models: { a: { modelName: "org/a" } } }))?.servedModelName; // "a"
+ * ```
+ */
+export function initialModel(config: Readonly<ChillConfig>): NamedModel | null {
+  const keys = Object.keys(config.models);
+  const key = config.defaultModel && config.defaultModel in config.models ? config.defaultModel : keys[0];
+  if (key === undefined) return null;
+  const spec = config.models[key];
+  return { ...spec, name: key, servedModelName: spec.servedModelName ?? key, source: "config" };
+}
+
+/**
+ * The vLLM ConfigMap's `data` for `model` (null: no model configured yet).
+ * The Kubernetes layer writes it at each switch.
+ *
+ * @example
+ * ```ts
+ * import { buildModelConfigMapData } from "./vllm.ts";
+ * import { parseConfig } from "../config/define.ts";
+ * const data = buildModelConfigMapData(parseConfig({}), {
+ *   name: "qwen3-8b", servedModelName: "qwen3-8b", source: "config", modelName: "Qwen/Qwen3-8B", maxModelLen: 32768,
+ * });
+ * data.ENGINE_CONFIG_YAML;
+ * // "model: Qwen/Qwen3-8B\nserved-model-name: qwen3-8b\nhost: 0.0.0.0\nport: 8000\nmax-model-len: 32768\n"
+ * data.VLLM_CHILL_MODEL; // "qwen3-8b"
+ * ```
+ */
+export function buildModelConfigMapData(
+  config: Readonly<ChillConfig>,
+  model: NamedModel | null,
+): Record<string, string> {
+  if (model === null) {
+    return {
+      [ENGINE_CONFIG_KEY]:
+        `# no model configured yet: vllm-chill writes one here\nhost: 0.0.0.0\nport: ${config.vllm.containerPort}\n`,
+      [ACTIVE_MODEL_KEY]: "",
+    };
+  }
+  const yaml = stringify(engineConfig(model, { host: "0.0.0.0", port: config.vllm.containerPort }), {
+    lineWidth: 0,
+    aliasDuplicateObjects: false,
+  });
+  return {
+    ...(model.env ?? {}),
+    [ENGINE_CONFIG_KEY]: yaml,
+    MODEL_NAME: model.modelName,
+    SERVED_MODEL_NAME: model.servedModelName,
+    [ACTIVE_MODEL_KEY]: model.name,
+  };
+}
+
+/**
+ * The vLLM ConfigMap for `model`, annotated with the active model's key.
+ *
+ * @example
+ * ```ts
+ * import { renderVllmConfigMap } from "./vllm.ts";
+ * import { parseConfig } from "../config/define.ts";
+ * renderVllmConfigMap(parseConfig({}), null).metadata?.name; // "vllm-config"
+ * ```
+ */
+export function renderVllmConfigMap(config: Readonly<ChillConfig>, model: NamedModel | null): IConfigMap {
+  return {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: {
+      name: config.target.configMap,
+      namespace: config.namespace,
+      labels: labelsFor("vllm", "engine-config"),
+      annotations: { [ACTIVE_MODEL_ANNOTATION]: model?.name ?? "" },
+    },
+    data: buildModelConfigMapData(config, model),
+  };
+}
+
+/**
+ * The vLLM Service: `target.port` → the container's port, selecting `app: vllm`.
+ *
+ * @example
+ * ```ts
+ * import { renderVllmService } from "./vllm.ts";
+ * import { parseConfig } from "../config/define.ts";
+ * renderVllmService(parseConfig({})).spec?.ports?.[0].port; // 80
+ * ```
+ */
+export function renderVllmService(config: Readonly<ChillConfig>): IService {
+  return {
+    apiVersion: "v1",
+    kind: "Service",
+    metadata: { name: config.target.service, namespace: config.namespace, labels: labelsFor("vllm", "engine") },
+    spec: {
+      type: "ClusterIP",
+      selector: { ...VLLM_SELECTOR },
+      ports: [{ name: "http", port: config.target.port, targetPort: config.vllm.containerPort, protocol: "TCP" }],
+    },
+  };
+}
+
+const PROBE_PERIOD_SECONDS = 10;
+
+/**
+ * The vLLM Deployment: replicas 0 (the proxy scales it), Recreate (one GPU
+ * holder at a time), GPU limits, readiness and startup probes on /health,
+ * /dev/shm in memory, the Hugging Face cache, the token from a Secret.
+ *
+ * @example
+ * ```ts
+ * import { renderVllmDeployment } from "./vllm.ts";
+ * import { parseConfig } from "../config/define.ts";
+ * renderVllmDeployment(parseConfig({}), null).spec?.replicas; // 0
+ * ```
+ */
+export function renderVllmDeployment(config: Readonly<ChillConfig>, model: NamedModel | null): IDeployment {
+  const vllm = config.vllm;
+  const gpus = model?.gpus ?? vllm.gpus;
+  const labels = labelsFor("vllm", "engine");
+  const cacheVolume = vllm.cache.hostPath
+    ? { name: "hf-cache", hostPath: { path: vllm.cache.hostPath, type: "DirectoryOrCreate" as const } }
+    : vllm.cache.pvc
+    ? { name: "hf-cache", persistentVolumeClaim: { claimName: vllm.cache.pvc } }
+    : { name: "hf-cache", emptyDir: {} };
+  const env = [
+    ...(vllm.hfTokenSecret
+      ? [{
+        name: "HF_TOKEN",
+        valueFrom: { secretKeyRef: { name: vllm.hfTokenSecret.name, key: vllm.hfTokenSecret.key } },
+      }]
+      : []),
+    ...Object.entries(vllm.env ?? {}).map(([name, value]) => ({ name, value })),
+  ];
+  const probe = (failureThreshold: number) => ({
+    httpGet: { path: "/health", port: "http" },
+    periodSeconds: PROBE_PERIOD_SECONDS,
+    timeoutSeconds: 5,
+    failureThreshold,
+  });
+  return {
+    apiVersion: "apps/v1",
+    kind: "Deployment",
+    metadata: { name: config.target.deployment, namespace: config.namespace, labels },
+    spec: {
+      replicas: 0,
+      revisionHistoryLimit: 2,
+      strategy: { type: "Recreate" },
+      selector: { matchLabels: { ...VLLM_SELECTOR } },
+      template: {
+        metadata: { labels },
+        spec: {
+          // A Service named like an engine variable (vllm → VLLM_PORT) would confuse vLLM.
+          enableServiceLinks: false,
+          terminationGracePeriodSeconds: 30,
+          ...(vllm.nodeSelector ? { nodeSelector: { ...vllm.nodeSelector } } : {}),
+          ...(vllm.tolerations ? { tolerations: vllm.tolerations.map((t) => ({ ...t })) } : {}),
+          containers: [
+            {
+              name: "vllm",
+              image: model?.image ?? vllm.image,
+              imagePullPolicy: vllm.imagePullPolicy,
+              command: ["vllm", "serve"],
+              args: ["--config", ENGINE_CONFIG_PATH],
+              ports: [{ name: "http", containerPort: vllm.containerPort, protocol: "TCP" }],
+              envFrom: [{ configMapRef: { name: config.target.configMap } }],
+              ...(env.length > 0 ? { env } : {}),
+              resources: {
+                requests: { ...vllm.requests },
+                limits: { ...vllm.limits, ...(gpus > 0 ? { [vllm.gpuResource]: String(gpus) } : {}) },
+              },
+              readinessProbe: { ...probe(3), periodSeconds: 5 },
+              startupProbe: probe(Math.max(1, Math.ceil(vllm.startupProbeSeconds / PROBE_PERIOD_SECONDS))),
+              volumeMounts: [
+                { name: "engine-config", mountPath: ENGINE_CONFIG_DIR, readOnly: true },
+                { name: "dshm", mountPath: "/dev/shm" },
+                { name: "hf-cache", mountPath: vllm.cache.mountPath },
+              ],
+            },
+          ],
+          volumes: [
+            {
+              name: "engine-config",
+              configMap: { name: config.target.configMap, items: [{ key: ENGINE_CONFIG_KEY, path: "config.yaml" }] },
+            },
+            { name: "dshm", emptyDir: { medium: "Memory", sizeLimit: vllm.shmSize } },
+            cacheVolume,
+          ],
+        },
+      },
+    },
+  };
+}
+
+/**
+ * The vLLM ConfigMap, Service and Deployment for `model` (default: {@link initialModel}).
+ *
+ * @example
+ * ```ts
+ * import { renderVllmResources } from "./vllm.ts";
+ * import { parseConfig } from "../config/define.ts";
+ * renderVllmResources(parseConfig({})).map((o) => o.kind); // ["ConfigMap", "Service", "Deployment"]
+ * ```
+ */
+export function renderVllmResources(
+  config: Readonly<ChillConfig>,
+  model: NamedModel | null = initialModel(config),
+): [IConfigMap, IService, IDeployment] {
+  return [renderVllmConfigMap(config, model), renderVllmService(config), renderVllmDeployment(config, model)];
+}

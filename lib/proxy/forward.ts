@@ -1,0 +1,219 @@
+/**
+ * Sending a request on to the engine and relaying its answer: hop-by-hop
+ * headers dropped, `x-request-id` and `x-forwarded-*` set, the response body
+ * passed through chunk by chunk (never buffered) while counting bytes, and
+ * the lease released exactly once — when the body ends, fails, or the
+ * client goes away (which also cancels the upstream request).
+ *
+ * @module
+ */
+import type { Lease } from "../scaler/types.ts";
+import { errorEvent } from "./errors.ts";
+import { encodeText } from "./model.ts";
+
+/** Request headers never forwarded (hop-by-hop, or recomputed by fetch). */
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "content-length",
+  "accept-encoding",
+]);
+
+/** Response headers never relayed to the client. */
+const RESPONSE_HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+/**
+ * What {@link upstreamHeaders} needs besides the request.
+ *
+ * @example
+ * ```ts
+ * import type { UpstreamHeaderOptions } from "./forward.ts";
+ * const options: UpstreamHeaderOptions = { requestId: "r1", clientIp: "10.0.0.7", proto: "https", stripAuth: true };
+ * ```
+ */
+export interface UpstreamHeaderOptions {
+  /** The request id (propagated or generated). */
+  requestId: string;
+  /** The client's address for `x-forwarded-for`, if known. */
+  clientIp?: string;
+  /** Protocol the client used ("http" / "https"). */
+  proto: string;
+  /** Drop `authorization` and `x-api-key` (the proxy checked them; vLLM has no key). */
+  stripAuth: boolean;
+}
+
+/**
+ * The headers sent upstream: the client's minus hop-by-hop ones (and those
+ * its `Connection` header names), plus `x-request-id`, `x-forwarded-for`,
+ * `x-forwarded-proto`. `accept-encoding` is set to identity so bytes are
+ * relayed exactly as the engine wrote them.
+ *
+ * @example
+ * ```ts
+ * import { upstreamHeaders } from "./forward.ts";
+ * const req = new Request("http://proxy/v1/completions", { headers: { connection: "close", "x-a": "1" } });
+ * const h = upstreamHeaders(req.headers, { requestId: "r1", proto: "http", stripAuth: false });
+ * [h.get("x-a"), h.get("connection"), h.get("x-request-id")]; // ["1", null, "r1"]
+ * ```
+ */
+export function upstreamHeaders(incoming: Headers, options: UpstreamHeaderOptions): Headers {
+  const out = new Headers();
+  const named = incoming.get("connection");
+  const extra = named ? new Set(named.toLowerCase().split(",").map((s) => s.trim())) : null;
+  for (const [name, value] of incoming) {
+    if (HOP_BY_HOP.has(name) || extra?.has(name)) continue;
+    if (options.stripAuth && (name === "authorization" || name === "x-api-key")) continue;
+    out.append(name, value);
+  }
+  out.set("x-request-id", options.requestId);
+  out.set("accept-encoding", "identity");
+  if (options.clientIp) {
+    const prior = incoming.get("x-forwarded-for");
+    out.set("x-forwarded-for", prior ? `${prior}, ${options.clientIp}` : options.clientIp);
+  }
+  if (!out.has("x-forwarded-proto")) out.set("x-forwarded-proto", options.proto);
+  return out;
+}
+
+/**
+ * Why a relayed body ended.
+ *
+ * @example
+ * ```ts
+ * import type { RelayEnd } from "./forward.ts";
+ * const end: RelayEnd = "client_closed";
+ * ```
+ */
+export type RelayEnd = "complete" | "upstream_error" | "client_closed";
+
+/**
+ * Options of {@link relayResponse}.
+ *
+ * @example
+ * ```ts
+ * import type { RelayOptions } from "./forward.ts";
+ * const options: RelayOptions = {
+ *   lease: { model: "m", upstream: "http://x", heldMs: 0, release() {} },
+ *   requestId: "r1",
+ *   onEnd: (end, bytes) => console.log(end, bytes),
+ * };
+ * ```
+ */
+export interface RelayOptions {
+  /** Released exactly once when the body is over, whatever the reason. */
+  lease: Lease;
+  /** The request id, echoed as `x-request-id`. */
+  requestId: string;
+  /** Called once when the body is over, with the bytes relayed. */
+  onEnd: (end: RelayEnd, bytesOut: number) => void;
+  /** Write a broken stream's error event in the Anthropic shape (/v1/messages). */
+  anthropic?: boolean;
+}
+
+/**
+ * Wraps the engine's response for the client: same status and headers (minus
+ * hop-by-hop), body relayed chunk by chunk. If the engine's connection breaks
+ * mid-body, an SSE stream ends with a final `data: {"error":…}` event (which
+ * OpenAI SDKs raise as an APIError) and any other body ends with an error
+ * (the client sees a truncated response). A client that leaves cancels the
+ * engine's body, which aborts the upstream request.
+ *
+ * @example
+ * ```ts
+ * import { relayResponse } from "./forward.ts";
+ * const lease = { model: "m", upstream: "http://x", heldMs: 0, release() {} };
+ * const res = relayResponse(new Response("hi"), { lease, requestId: "r1", onEnd: () => {} });
+ * await res.text(); // "hi"
+ * ```
+ */
+export function relayResponse(upstream: Response, options: RelayOptions): Response {
+  const headers = new Headers();
+  for (const [name, value] of upstream.headers) {
+    if (!RESPONSE_HOP_BY_HOP.has(name)) headers.append(name, value);
+  }
+  headers.set("x-request-id", options.requestId);
+  const init = { status: upstream.status, statusText: upstream.statusText, headers };
+  if (!upstream.body) {
+    options.lease.release();
+    options.onEnd("complete", 0);
+    return new Response(null, init);
+  }
+  const sse = (upstream.headers.get("content-type") ?? "").startsWith("text/event-stream");
+  return new Response(relayBody(upstream.body, sse, options), init);
+}
+
+/**
+ * The pass-through body stream used by {@link relayResponse} (also after
+ * heartbeats). `sse` selects how a broken upstream is reported.
+ *
+ * @example
+ * ```ts
+ * import { relayBody } from "./forward.ts";
+ * const lease = { model: "m", upstream: "http://x", heldMs: 0, release() {} };
+ * const body = relayBody(new Response("abc").body!, false, { lease, requestId: "r", onEnd: () => {} });
+ * await new Response(body).text(); // "abc"
+ * ```
+ */
+export function relayBody(
+  source: ReadableStream<Uint8Array>,
+  sse: boolean,
+  options: RelayOptions,
+): ReadableStream<Uint8Array> {
+  const reader = source.getReader();
+  let bytesOut = 0;
+  let ended = false;
+  const end = (why: RelayEnd) => {
+    if (ended) return;
+    ended = true;
+    options.lease.release();
+    options.onEnd(why, bytesOut);
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          controller.close();
+          end("complete");
+          return;
+        }
+        bytesOut += value.byteLength;
+        controller.enqueue(value);
+      } catch (error) {
+        if (ended) return;
+        if (sse) {
+          controller.enqueue(
+            encodeText(
+              errorEvent(502, "The model server's connection broke mid-stream", "upstream_error", options.anthropic),
+            ),
+          );
+          controller.close();
+        } else {
+          controller.error(error);
+        }
+        end("upstream_error");
+      }
+    },
+    cancel(reason) {
+      end("client_closed");
+      return reader.cancel(reason).catch(() => {});
+    },
+  }, { highWaterMark: 0 });
+}

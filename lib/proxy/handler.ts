@@ -1,0 +1,654 @@
+/**
+ * The proxy's request handler for Deno.serve: the own endpoints (health,
+ * readiness, metrics, model list, admin API — none of them wakes the GPU)
+ * and the forwarded vLLM routes (auth, bounded body read, model lookup,
+ * hold until the engine is ready, streaming pass-through).
+ *
+ * Statuses (OpenAI error body `{"error":{"message","type","param","code"}}`):
+ * 400 malformed JSON / multipart, `model` missing or not a string · 401
+ * missing or wrong API key (`invalid_api_key`) or admin token · 403 wrong
+ * admin token, key not allowed for the model (`model_not_allowed`) · 404
+ * unknown path (`not_found`), unknown model (`model_not_found`) · 405 wrong
+ * method · 413 body over `maxBodyBytes` (`request_too_large`) · 414 path over
+ * 2048 characters · 415 a body that is neither JSON nor multipart/form-data
+ * when models are switched · 429/503 (+ Retry-After)/504 from the scaler ·
+ * 502 engine unreachable (`upstream_error`) · 499 (logged only) client left.
+ *
+ * With API keys configured the client's `Authorization` and `x-api-key`
+ * headers are not forwarded: the engine behind the proxy has no key.
+ *
+ * @module
+ */
+import type { ChillConfig, NamedModel } from "../config/schema.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import type { ModelRegistry } from "../models/registry.ts";
+import { type Gate, type Lease, Rejection } from "../scaler/types.ts";
+import { type ApiKeyIdentity, bearerToken, createAdminCheck, createKeyChecker } from "./auth.ts";
+import { errorResponse } from "./errors.ts";
+import { relayResponse, upstreamHeaders } from "./forward.ts";
+import { heartbeatResponse } from "./heartbeat.ts";
+import {
+  encodeText,
+  findMultipartModel,
+  type JsonFields,
+  parseJsonFields,
+  readBodyBounded,
+  setJsonModel,
+  setMultipartModel,
+} from "./model.ts";
+import { matchRoute, type OwnRoute } from "./routes.ts";
+
+/**
+ * What the handler needs.
+ *
+ * @example
+ * ```ts
+ * import type { HandlerDeps } from "./handler.ts";
+ * const ready: HandlerDeps["ready"] = () => true;
+ * ```
+ */
+export interface HandlerDeps {
+  /** The validated config. */
+  config: Readonly<ChillConfig>;
+  /** The scaler as the proxy sees it. */
+  gate: Gate;
+  /** Known models (config + VLLMModel objects). */
+  registry: ModelRegistry;
+  /** Metrics to update. */
+  metrics: Metrics;
+  /** Where request lines go. */
+  log: Logger;
+  /** Whether the proxy is ready to take traffic (GET /readyz). */
+  ready: () => boolean;
+  /** Extra backend details for GET /admin/status. */
+  backendInfo?: () => Record<string, unknown>;
+}
+
+/**
+ * A Deno.serve handler.
+ *
+ * @example
+ * ```ts
+ * import type { ProxyHandler } from "./handler.ts";
+ * const handler: ProxyHandler = () => Promise.resolve(new Response("ok"));
+ * // Deno.serve({ port: 8080 }, handler);
+ * ```
+ */
+export type ProxyHandler = (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response>;
+
+/**
+ * The gate key of every request in scale-only mode (the body is not routed on).
+ *
+ * @example
+ * ```ts
+ * import { SCALE_ONLY_KEY } from "./handler.ts";
+ * SCALE_ONLY_KEY; // "*"
+ * ```
+ */
+export const SCALE_ONLY_KEY = "*";
+
+const MESSAGES_PATH = "/v1/messages";
+const REQUEST_ID = /^[\w.:@-]{1,128}$/;
+const JSON_HEADERS = { "content-type": "application/json" };
+const CREATED = Math.floor(Date.now() / 1000);
+
+/** Per-request bookkeeping for the log line and metrics. */
+interface Ctx {
+  id: string;
+  method: string;
+  path: string;
+  started: number;
+  model: string;
+  keyName?: string;
+  bytesIn: number;
+}
+
+/**
+ * Creates the handler.
+ *
+ * @example
+ * ```ts
+ * import { createHandler } from "./handler.ts";
+ * import { defineVllmChill } from "../config/define.ts";
+ * import { ModelRegistry } from "../models/registry.ts";
+ * import { createMetrics } from "../metrics.ts";
+ * import { silentLogger } from "../log.ts";
+ * import type { Gate } from "../scaler/types.ts";
+ * const config = defineVllmChill({});
+ * const gate = {} as Gate; // the scaler's gate in real use
+ * const handler = createHandler({
+ *   config, gate, registry: new ModelRegistry(), metrics: createMetrics(), log: silentLogger, ready: () => true,
+ * });
+ * (await handler(new Request("http://proxy/healthz"))).status; // 200
+ * ```
+ */
+export function createHandler(deps: HandlerDeps): ProxyHandler {
+  const { config, gate, registry, metrics, log } = deps;
+  const keys = createKeyChecker(config.apiKeys);
+  const adminCheck = createAdminCheck(config.adminToken);
+  const switching = config.enableModelSwitch;
+  const maxBody = config.maxBodyBytes;
+  const heartbeatMs = config.heartbeatInterval;
+  if (config.adminToken === undefined) {
+    log.warn("admin endpoints are open: set adminToken to protect /admin/*");
+  }
+
+  function done(ctx: Ctx, status: number, bytesOut: number, heldMs: number, reason?: string): void {
+    const durationMs = performance.now() - ctx.started;
+    metrics.requestsTotal.inc({ model: ctx.model, code: String(status) });
+    metrics.requestDuration.observe({ model: ctx.model }, durationMs / 1000);
+    if (reason) metrics.rejectedRequestsTotal.inc({ reason });
+    log.info("request", {
+      id: ctx.id,
+      method: ctx.method,
+      path: ctx.path,
+      model: ctx.model,
+      status,
+      durationMs: Math.round(durationMs * 100) / 100,
+      heldMs,
+      bytesIn: ctx.bytesIn,
+      bytesOut,
+      apiKey: ctx.keyName,
+    });
+  }
+
+  function reject(
+    ctx: Ctx,
+    status: number,
+    message: string,
+    code: string,
+    reason: string,
+    extra: { retryAfter?: number; heldMs?: number; headers?: HeadersInit } = {},
+  ): Response {
+    done(ctx, status, 0, extra.heldMs ?? 0, reason);
+    return errorResponse(status, message, code, {
+      retryAfter: extra.retryAfter,
+      headers: { "x-request-id": ctx.id, ...extra.headers as Record<string, string> },
+    });
+  }
+
+  function rejectionReason(r: Rejection): string {
+    return r.status === 429 ? "queue_full" : r.status === 504 ? "hold_timeout" : "unavailable";
+  }
+
+  function allowed(identity: ApiKeyIdentity | null, names: (string | undefined)[]): boolean {
+    if (!identity?.models) return true;
+    return names.some((n) => n !== undefined && identity.models!.has(n));
+  }
+
+  async function forwardRoute(
+    req: Request,
+    url: URL,
+    route: { method: string; hasBody: boolean; xApiKey: boolean },
+    info: Deno.ServeHandlerInfo | undefined,
+  ): Promise<Response> {
+    const given = req.headers.get("x-request-id");
+    const ctx: Ctx = {
+      id: given && REQUEST_ID.test(given) ? given : crypto.randomUUID(),
+      method: req.method,
+      path: url.pathname,
+      started: performance.now(),
+      model: "",
+      bytesIn: 0,
+    };
+    if (req.method !== route.method) {
+      return reject(
+        ctx,
+        405,
+        `${req.method} is not allowed on ${url.pathname}; use ${route.method}`,
+        "method_not_allowed",
+        "bad_request",
+        {
+          headers: { allow: route.method },
+        },
+      );
+    }
+    let identity: ApiKeyIdentity | null = null;
+    if (keys.enabled) {
+      const token = bearerToken(req.headers.get("authorization")) ??
+        (route.xApiKey ? req.headers.get("x-api-key") : null);
+      identity = await keys.check(token);
+      if (!identity) {
+        const message = token === null
+          ? "Missing API key: send it as 'Authorization: Bearer <key>'"
+          : "Incorrect API key provided";
+        return reject(ctx, 401, message, "invalid_api_key", "unauthorized");
+      }
+      ctx.keyName = identity.name;
+    }
+
+    let body: Uint8Array | null = null;
+    if (route.hasBody) {
+      body = await readBodyBounded(req, maxBody);
+      if (body === null) {
+        return reject(
+          ctx,
+          413,
+          `The request body is larger than maxBodyBytes (${maxBody} bytes)`,
+          "request_too_large",
+          "body_too_large",
+        );
+      }
+      ctx.bytesIn = body.byteLength;
+    }
+
+    const contentType = req.headers.get("content-type") ?? "";
+    const media = mediaType(contentType);
+    let json: JsonFields | null = null;
+    let key = SCALE_ONLY_KEY;
+    let label = SCALE_ONLY_KEY;
+
+    if (switching && body) {
+      let requested: unknown;
+      if (media === "json") {
+        const parsed = parseJsonFields(body);
+        if (typeof parsed === "string") return reject(ctx, 400, parsed, "invalid_json", "bad_request");
+        json = parsed;
+        requested = parsed.model;
+      } else if (media === "multipart") {
+        const found = findMultipartModel(body, contentType);
+        if (typeof found === "string") return reject(ctx, 400, found, "invalid_multipart", "bad_request");
+        requested = found.model;
+        if (requested === "" || requested === undefined) requested = undefined;
+        const model = resolveModel(ctx, requested);
+        if (model instanceof Response) return model;
+        if (!allowed(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
+        if (requested !== model.servedModelName) body = setMultipartModel(body, found, model.servedModelName);
+        key = label = model.name;
+        return hold(req, url, ctx, key, label, body, false, identity !== null, info);
+      } else {
+        return reject(
+          ctx,
+          415,
+          `Content-Type must be application/json (or multipart/form-data for audio), got '${contentType}'`,
+          "unsupported_media_type",
+          "bad_request",
+        );
+      }
+      if (requested !== undefined && requested !== null && typeof requested !== "string") {
+        return reject(ctx, 400, "'model' must be a string", "invalid_model", "bad_request", {});
+      }
+      const model = resolveModel(ctx, requested || undefined);
+      if (model instanceof Response) return model;
+      if (!allowed(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
+      if (requested !== model.servedModelName) body = encodeText(setJsonModel(json.text, model.servedModelName));
+      key = label = model.name;
+    } else if (switching) {
+      // Body-less routes (GET /v1/responses/{id}): whatever the engine serves now, else the default model.
+      const active = gate.status().activeModel ?? (config.defaultModel && registry.resolve(config.defaultModel)?.name);
+      if (!active) {
+        return reject(
+          ctx,
+          404,
+          "No model is loaded, so there is nothing to ask for this",
+          "model_not_found",
+          "unknown_model",
+        );
+      }
+      if (!allowed(identity, [active, registry.resolve(active)?.servedModelName])) return notAllowed(ctx, active);
+      key = label = active;
+    } else if (identity?.models && body) {
+      // Scale-only mode never routes on the body, but a key limited to some models must be checked.
+      const requested = media === "multipart"
+        ? (() => {
+          const found = findMultipartModel(body, contentType);
+          return typeof found === "string" ? undefined : found.model;
+        })()
+        : (() => {
+          const parsed = parseJsonFields(body);
+          if (typeof parsed === "string") return undefined;
+          json = parsed;
+          return typeof parsed.model === "string" ? parsed.model : undefined;
+        })();
+      const model = requested === undefined ? undefined : registry.resolve(requested);
+      if (!allowed(identity, [requested, model?.name, model?.servedModelName])) {
+        return notAllowed(ctx, requested ?? "(none)");
+      }
+    }
+
+    const stream = json ? json.stream === true : null;
+    return hold(req, url, ctx, key, label, body, stream, identity !== null, info);
+  }
+
+  function resolveModel(ctx: Ctx, requested: unknown): NamedModel | Response {
+    const name = (requested as string | undefined) ?? config.defaultModel;
+    if (name === undefined) {
+      return reject(
+        ctx,
+        400,
+        "The request names no 'model' and no defaultModel is configured; set 'model' to one of GET /v1/models",
+        "model_required",
+        "bad_request",
+        {},
+      );
+    }
+    const model = registry.resolve(name);
+    if (!model) {
+      return reject(
+        ctx,
+        404,
+        `The model '${clip(name)}' does not exist; GET /v1/models lists the models this proxy serves`,
+        "model_not_found",
+        "unknown_model",
+      );
+    }
+    return model;
+  }
+
+  function notAllowed(ctx: Ctx, model: string): Response {
+    return reject(ctx, 403, `This API key may not use the model '${clip(model)}'`, "model_not_allowed", "forbidden");
+  }
+
+  async function hold(
+    req: Request,
+    url: URL,
+    ctx: Ctx,
+    key: string,
+    label: string,
+    body: Uint8Array | null,
+    stream: boolean | null,
+    stripAuth: boolean,
+    info: Deno.ServeHandlerInfo | undefined,
+  ): Promise<Response> {
+    ctx.model = label;
+    const target = url.pathname + url.search;
+    const headers = upstreamHeaders(req.headers, {
+      requestId: ctx.id,
+      clientIp: (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname,
+      proto: url.protocol === "https:" ? "https" : "http",
+      stripAuth,
+    });
+    const send = (lease: Lease, signal: AbortSignal) =>
+      fetch(lease.upstream + target, {
+        method: req.method,
+        headers,
+        body: body as BodyInit | null,
+        signal,
+        redirect: "manual",
+      });
+
+    let lease = gate.tryAcquire(key);
+    if (!lease) {
+      if (heartbeatMs > 0 && body && stream === null && !switching) stream = isStreaming(body);
+      if (stream && heartbeatMs > 0) {
+        return heartbeatResponse({
+          model: label === SCALE_ONLY_KEY ? "the model" : label,
+          intervalMs: heartbeatMs,
+          requestId: ctx.id,
+          anthropic: ctx.path === MESSAGES_PATH,
+          // The response is already sent: the client leaving shows up as a cancelled body, not as req.signal.
+          acquire: (signal) => gate.acquire(key, { signal }),
+          connect: (granted, signal) => send(granted, signal),
+          onEnd: (status, bytesOut, heldMs, end) =>
+            done(
+              ctx,
+              status,
+              bytesOut,
+              heldMs,
+              end === "complete"
+                ? undefined
+                : end === "upstream_error"
+                ? "upstream_error"
+                : end === "client_closed"
+                ? "client_closed"
+                : status === 429
+                ? "queue_full"
+                : status === 504
+                ? "hold_timeout"
+                : "unavailable",
+            ),
+        });
+      }
+      const heldFrom = performance.now();
+      try {
+        lease = await gate.acquire(key, { signal: req.signal });
+      } catch (error) {
+        const heldMs = Math.round(performance.now() - heldFrom);
+        if (req.signal.aborted) {
+          done(ctx, 499, 0, heldMs, "client_closed");
+          return new Response(null, { status: 499 });
+        }
+        const r = error instanceof Rejection
+          ? error
+          : new Rejection(503, "model_unavailable", `The model could not be served: ${(error as Error)?.message}`, 5);
+        return reject(ctx, r.status, r.message, r.code, rejectionReason(r), { retryAfter: r.retryAfter, heldMs });
+      }
+    }
+    const granted = lease;
+    let upstream: Response;
+    // Deno aborts req.signal once a response is sent (legacy behaviour), so the upstream request gets its own
+    // signal, tied to the client only until the engine's headers arrive; after that, a client that leaves
+    // cancels the relayed body, which cancels the engine's body.
+    const upstreamAbort = new AbortController();
+    const onClientAbort = () => upstreamAbort.abort(req.signal.reason);
+    req.signal.addEventListener("abort", onClientAbort, { once: true });
+    try {
+      upstream = await send(granted, upstreamAbort.signal);
+    } catch (error) {
+      granted.release();
+      if (req.signal.aborted) {
+        done(ctx, 499, 0, granted.heldMs, "client_closed");
+        return new Response(null, { status: 499 });
+      }
+      log.warn("upstream unreachable", { id: ctx.id, upstream: granted.upstream, error: (error as Error)?.message });
+      return reject(
+        ctx,
+        502,
+        `The model server could not be reached: ${(error as Error)?.message}`,
+        "upstream_error",
+        "upstream_error",
+        { heldMs: granted.heldMs },
+      );
+    } finally {
+      req.signal.removeEventListener("abort", onClientAbort);
+    }
+    const status = upstream.status;
+    return relayResponse(upstream, {
+      lease: granted,
+      requestId: ctx.id,
+      anthropic: ctx.path === MESSAGES_PATH,
+      onEnd: (end, bytesOut) =>
+        done(
+          ctx,
+          end === "complete" ? status : end === "upstream_error" ? 502 : 499,
+          bytesOut,
+          granted.heldMs,
+          end === "complete" ? undefined : end,
+        ),
+    });
+  }
+
+  async function own(req: Request, url: URL, route: OwnRoute, method: string, param?: string): Promise<Response> {
+    if (req.method !== method && !(method === "GET" && req.method === "HEAD")) {
+      return errorResponse(
+        405,
+        `${req.method} is not allowed on ${url.pathname}; use ${method}`,
+        "method_not_allowed",
+        {
+          headers: { allow: method },
+        },
+      );
+    }
+    switch (route) {
+      case "healthz":
+        return Response.json({ status: "ok" });
+      case "readyz":
+        return deps.ready()
+          ? Response.json({ status: "ready" })
+          : Response.json({ status: "not ready" }, { status: 503 });
+      case "metrics":
+        return new Response(metrics.render(), {
+          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+        });
+      case "models":
+        return await listModels(req);
+    }
+    const verdict = await adminCheck(req.headers.get("authorization"));
+    if (verdict === "missing") {
+      return errorResponse(401, "Admin endpoints need 'Authorization: Bearer <adminToken>'", "admin_token_required");
+    }
+    if (verdict === "wrong") return errorResponse(403, "Incorrect admin token", "admin_token_invalid");
+    const wait = url.searchParams.get("wait") === "true";
+    switch (route) {
+      case "admin_status":
+        return new Response(JSON.stringify(adminStatus()), { headers: JSON_HEADERS });
+      case "admin_load":
+        return await adminLoad(req, param!, wait);
+      default:
+        return await adminUnload(req, wait);
+    }
+  }
+
+  async function listModels(req: Request): Promise<Response> {
+    let identity: ApiKeyIdentity | null = null;
+    if (keys.enabled) {
+      const token = bearerToken(req.headers.get("authorization")) ?? req.headers.get("x-api-key");
+      identity = await keys.check(token);
+      if (!identity) {
+        return errorResponse(
+          401,
+          token === null ? "Missing API key: send it as 'Authorization: Bearer <key>'" : "Incorrect API key provided",
+          "invalid_api_key",
+        );
+      }
+    }
+    const data = registry.list()
+      .filter((m) => allowed(identity, [m.name, m.servedModelName]))
+      .map((m) => ({
+        id: m.servedModelName,
+        object: "model",
+        created: CREATED,
+        owned_by: "vllm-chill",
+        root: m.modelName,
+        status: gate.modelStatus(switching ? m.name : SCALE_ONLY_KEY),
+      }));
+    return Response.json({ object: "list", data });
+  }
+
+  function adminStatus(): Record<string, unknown> {
+    return {
+      ...gate.status(),
+      backendInfo: deps.backendInfo?.() ?? null,
+      config: {
+        namespace: config.namespace,
+        backend: config.backend,
+        enableModelSwitch: config.enableModelSwitch,
+        idleTimeoutMs: config.idleTimeout,
+        holdTimeoutMs: config.holdTimeout,
+        startTimeoutMs: config.startTimeout,
+        drainTimeoutMs: config.drainTimeout,
+        minLoadedTimeMs: config.minLoadedTime,
+        heartbeatIntervalMs: config.heartbeatInterval,
+        maxHeldRequests: config.maxHeldRequests,
+        maxBodyBytes: config.maxBodyBytes,
+        apiKeys: config.apiKeys.length,
+        adminToken: config.adminToken !== undefined,
+        target: { ...config.target },
+        defaultModel: config.defaultModel ?? null,
+        models: registry.list().map((m) => ({ name: m.name, servedModelName: m.servedModelName, source: m.source })),
+      },
+    };
+  }
+
+  async function adminLoad(req: Request, name: string, wait: boolean): Promise<Response> {
+    let key = SCALE_ONLY_KEY;
+    if (switching) {
+      const model = registry.resolve(name);
+      if (!model) return errorResponse(404, `The model '${clip(name)}' does not exist`, "model_not_found");
+      key = model.name;
+    }
+    if (!wait) {
+      gate.load(key, { signal: new AbortController().signal }).catch((error) =>
+        log.warn("admin load failed", { model: key, error: (error as Error)?.message })
+      );
+      return Response.json({ status: "loading", model: key }, { status: 202 });
+    }
+    try {
+      await gate.load(key, { signal: req.signal });
+      return Response.json({ status: "ready", model: key });
+    } catch (error) {
+      return adminFailure(error);
+    }
+  }
+
+  async function adminUnload(req: Request, wait: boolean): Promise<Response> {
+    if (!wait) {
+      gate.unload({ signal: new AbortController().signal }).catch((error) =>
+        log.warn("admin unload failed", { error: (error as Error)?.message })
+      );
+      return Response.json({ status: "unloading" }, { status: 202 });
+    }
+    try {
+      await gate.unload({ signal: req.signal });
+      return Response.json({ status: "stopped" });
+    } catch (error) {
+      return adminFailure(error);
+    }
+  }
+
+  function adminFailure(error: unknown): Response {
+    if (error instanceof Rejection) {
+      return errorResponse(error.status, error.message, error.code, { retryAfter: error.retryAfter });
+    }
+    return errorResponse(503, `The operation failed: ${(error as Error)?.message}`, "model_unavailable", {
+      retryAfter: 5,
+    });
+  }
+
+  return async (req, info) => {
+    const url = new URL(req.url);
+    const route = matchRoute(url.pathname);
+    switch (route.kind) {
+      case "forward":
+      case "own":
+        try {
+          return route.kind === "forward"
+            ? await forwardRoute(req, url, route, info)
+            : await own(req, url, route.route, route.method, route.param);
+        } catch (error) {
+          // A client that left while its body was being read, or a bug: never an unhandled rejection.
+          if (req.signal.aborted) return new Response(null, { status: 499 });
+          log.error("request failed", { path: url.pathname, error: (error as Error)?.message });
+          return errorResponse(500, "The proxy failed to handle the request", "internal_error");
+        }
+      case "too_long":
+        metrics.rejectedRequestsTotal.inc({ reason: "bad_request" });
+        return errorResponse(414, `The path is longer than 2048 characters`, "uri_too_long");
+      default:
+        metrics.rejectedRequestsTotal.inc({ reason: "unknown_path" });
+        return errorResponse(404, `Unknown path ${url.pathname.slice(0, 200)}`, "not_found");
+    }
+  };
+}
+
+/** Shortens client-supplied text echoed in error messages. */
+function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+
+function mediaType(contentType: string): "json" | "multipart" | "other" {
+  if (contentType === "" || contentType.startsWith("application/json")) return "json";
+  const semi = contentType.indexOf(";");
+  const type = (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+  if (type === "application/json" || (type.startsWith("application/") && type.endsWith("+json"))) return "json";
+  if (type === "multipart/form-data") return "multipart";
+  return "other";
+}
+
+const STREAM_MARK = encodeText('"stream"');
+
+/** Whether a body that was not parsed asks for a stream (scale-only mode, cold path only). */
+function isStreaming(body: Uint8Array): boolean {
+  if (!includesBytes(body, STREAM_MARK)) return false;
+  const parsed = parseJsonFields(body);
+  return typeof parsed !== "string" && parsed.stream === true;
+}
+
+function includesBytes(haystack: Uint8Array, needle: Uint8Array): boolean {
+  outer: for (let i = 0; i <= haystack.length - needle.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return true;
+  }
+  return false;
+}

@@ -1,0 +1,14 @@
+/**
+ * The proxy: a Deno.serve handler with the scaler and registry injected.
+ *
+ * @example
+ * ```ts
+ * import { createHandler } from "./mod.ts";
+ * typeof createHandler; // "function"
+ * ```
+ *
+ * @module
+ */
+export { createHandler, type HandlerDeps, type ProxyHandler, SCALE_ONLY_KEY } from "./handler.ts";
+export { errorBody, errorEvent, errorResponse, type OpenAiErrorBody } from "./errors.ts";
+export { matchRoute, MAX_PATH_LENGTH, type RouteMatch } from "./routes.ts";

@@ -1,0 +1,31 @@
+/**
+ * The scaler: a pure lifecycle state machine (`decide`) and the driver that
+ * executes its effects (`createScaler`), behind the proxy's `Gate`.
+ *
+ * @example
+ * ```ts ignore
+ * import { createScaler } from "./mod.ts";
+ * const scaler = createScaler({ backend, registry, config, log, metrics, scaleOnly: true });
+ * scaler.start();
+ * const lease = scaler.tryAcquire("*") ?? await scaler.acquire("*", { signal: req.signal });
+ * ```
+ *
+ * @module
+ */
+export { type Clock, FakeClock, realClock, type TimerHandle } from "./clock.ts";
+export { countByModel, decide, type Decision, modelStatusOf, timeoutsOf } from "./decide.ts";
+export { createScaler, SCALE_ONLY_KEY, type Scaler, type ScalerOptions, type TransitionInfo } from "./driver.ts";
+export {
+  DEFAULT_STOP_TIMEOUT,
+  type HeldRequest,
+  initialState,
+  type ModelError,
+  type ModelTimeouts,
+  type ObservedEngine,
+  type Policy,
+  policyFromConfig,
+  type SchedulerEffect,
+  type SchedulerEvent,
+  type SchedulerState,
+} from "./state.ts";
+export { type Gate, type Lease, type LifecycleState, type ModelStatus, Rejection, type ScalerStatus } from "./types.ts";

@@ -1,0 +1,225 @@
+/**
+ * Assembles a running proxy from a validated config: registry, backend
+ * (Kubernetes or process), scaler, HTTP handler and `Deno.serve`. Used by the
+ * `serve` command, the demo, and end-to-end tests and benchmarks (in-process).
+ *
+ * @module
+ */
+import type { KubeConfig } from "@kubernetes/client-node";
+import type { ChillConfig } from "./config/schema.ts";
+import { createLogger, type Logger } from "./log.ts";
+import { createMetrics, type Metrics } from "./metrics.ts";
+import { ModelRegistry } from "./models/registry.ts";
+import type { Backend } from "./backend/types.ts";
+import { createProcessBackend } from "./backend/process.ts";
+import { createKubernetesBackend } from "./backend/kubernetes.ts";
+import { createKubeClient, type KubeClient } from "./kube/mod.ts";
+import { type Clock, createScaler, type Scaler } from "./scaler/mod.ts";
+import { createHandler } from "./proxy/mod.ts";
+
+/** Options of {@link startServer}. */
+export interface ServerOptions {
+  /** Logger (default: from config.logFormat, secrets redacted). */
+  log?: Logger;
+  /** Clock for the scaler (tests). */
+  clock?: Clock;
+  /** A ready KubeConfig instead of loading one (tests against the fake API server). */
+  kubeConfig?: KubeConfig;
+  /** A backend instead of the one `config.backend` names (tests). */
+  backend?: Backend;
+  /** How long shutdown lets in-flight requests finish (default: config.drainTimeout). */
+  shutdownGraceMs?: number;
+}
+
+/** A running proxy. */
+export interface RunningServer {
+  /** Base URL, e.g. http://127.0.0.1:8080 (loopback host when listening on 0.0.0.0). */
+  readonly url: string;
+  /** Port actually bound (useful with port 0). */
+  readonly port: number;
+  /** The scaler (status, tests). */
+  readonly scaler: Scaler;
+  /** The metrics registry. */
+  readonly metrics: Metrics;
+  /** Known models. */
+  readonly registry: ModelRegistry;
+  /** The engine backend. */
+  readonly backend: Backend;
+  /** Stops accepting, refuses held requests, lets in-flight ones finish (bounded), releases everything. */
+  shutdown(): Promise<void>;
+  /** Resolves when the server has stopped. */
+  readonly finished: Promise<void>;
+}
+
+/** The strings that must never reach a log line or a response. */
+export function secretsOf(config: Readonly<ChillConfig>): string[] {
+  const keys = config.apiKeys.map((k) => typeof k === "string" ? k : k.key);
+  return [...keys, ...(config.adminToken ? [config.adminToken] : [])];
+}
+
+/**
+ * Starts the proxy. Returns once the port is bound; the backend's state is
+ * read back in the background (requests are held meanwhile, /readyz is 503
+ * until it is known).
+ *
+ * @example
+ * ```ts ignore
+ * import { parseConfig } from "./config/mod.ts";
+ * import { startServer } from "./server.ts";
+ * const server = await startServer(parseConfig({ backend: "process", port: 0, models: {} }));
+ * await server.shutdown();
+ * ```
+ */
+export async function startServer(config: Readonly<ChillConfig>, options: ServerOptions = {}): Promise<RunningServer> {
+  const log = options.log ?? createLogger({ format: config.logFormat, secrets: secretsOf(config) });
+  const metrics = createMetrics();
+  const registry = new ModelRegistry(config.models);
+  const closer = new AbortController();
+  let kube: KubeClient | undefined;
+  let backend: Backend;
+
+  if (options.backend) {
+    backend = options.backend;
+  } else if (config.backend === "process") {
+    backend = createProcessBackend({ config, log: log.with({ component: "engine" }) });
+  } else {
+    kube = createKubeClient({
+      kubeconfig: config.kubeconfig,
+      namespace: config.namespace,
+      target: { deployment: config.target.deployment, configMap: config.target.configMap, service: config.target.service },
+      log: log.with({ component: "kube" }),
+      kubeConfig: options.kubeConfig,
+    });
+    backend = createKubernetesBackend({ config, client: kube, registry, log: log.with({ component: "backend" }) });
+  }
+
+  const scaler = createScaler({
+    backend,
+    registry,
+    config,
+    clock: options.clock,
+    log: log.with({ component: "scaler" }),
+    metrics,
+    scaleOnly: !config.enableModelSwitch,
+  });
+
+  const handler = createHandler({
+    config,
+    gate: scaler,
+    registry,
+    metrics,
+    log,
+    ready: () => scaler.ready(),
+    backendInfo: () => backend.describe(),
+  });
+
+  const { promise: listening, resolve: onListen } = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({
+    port: config.port,
+    hostname: config.host,
+    onListen: (addr) => onListen(addr as Deno.NetAddr),
+    onError: (error) => {
+      log.error("unhandled error in the request handler", { error });
+      return new Response(
+        JSON.stringify({ error: { message: "internal error", type: "server_error", param: null, code: "internal" } }),
+        { status: 500, headers: { "content-type": "application/json" } },
+      );
+    },
+  }, handler);
+  const addr = await listening;
+  const host = addr.hostname === "0.0.0.0" || addr.hostname === "::" ? "127.0.0.1" : addr.hostname;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
+  log.info("listening", {
+    url,
+    backend: backend.kind,
+    enableModelSwitch: config.enableModelSwitch,
+    models: registry.list().map((m) => m.name),
+  });
+
+  if (kube) startKubernetesSide(kube, config, registry, log, closer.signal);
+  scaler.start().catch((error) => log.error("scaler failed to start", { error }));
+
+  let stopping: Promise<void> | undefined;
+  const shutdown = () =>
+    stopping ??= (async () => {
+      const grace = options.shutdownGraceMs ?? config.drainTimeout;
+      log.info("shutting down", { graceMs: grace });
+      const drained = server.shutdown();
+      await scaler.shutdown();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<"timeout">((resolve) => timer = setTimeout(() => resolve("timeout"), grace));
+      const outcome = await Promise.race([drained.then(() => "drained" as const), timedOut]);
+      clearTimeout(timer);
+      if (outcome === "timeout") log.warn("shutdown grace period over; closing remaining connections", { graceMs: grace });
+      closer.abort();
+      await backend.close();
+      kube?.close();
+      log.info("stopped");
+    })();
+
+  return {
+    url,
+    port: addr.port,
+    scaler,
+    metrics,
+    registry,
+    backend,
+    shutdown,
+    finished: server.finished,
+  };
+}
+
+/**
+ * The Kubernetes-side start-up work, level-triggered and retried in the
+ * background so that an API server that is down at start does not stop the
+ * proxy: RBAC self-check, the VLLMModel watch, and (model switching) the
+ * vLLM resources with the first model as the initial configuration.
+ */
+function startKubernetesSide(
+  kube: KubeClient,
+  config: Readonly<ChillConfig>,
+  registry: ModelRegistry,
+  log: Logger,
+  signal: AbortSignal,
+): void {
+  kube.rbacSelfCheck({ signal, deadline: Date.now() + 30_000 }).then((report) => {
+    if (report.missing.length) log.error("RBAC self-check: missing permissions", { message: report.message });
+    else log.info("RBAC self-check passed");
+  }).catch((error) => log.warn("RBAC self-check could not run", { error }));
+
+  if (!config.enableModelSwitch) return;
+  const watch = kube.watchModels(registry, signal);
+  (async () => {
+    // Wait (bounded) for the first VLLMModel list so "the first model" includes them.
+    await Promise.race([watch.synced, abortableDelay(5_000, signal)]);
+    let delay = 500;
+    while (!signal.aborted) {
+      try {
+        const result = await kube.ensureVllmResources(config, registry.first() ?? null, {
+          signal,
+          deadline: Date.now() + 30_000,
+        });
+        log.info("vLLM resources ensured", { ...result });
+        return;
+      } catch (error) {
+        if (signal.aborted) return;
+        log.warn("could not ensure vLLM resources yet; retrying", { error, retryInMs: delay });
+        await abortableDelay(delay, signal);
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+  })();
+}
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const id = setTimeout(done, ms);
+    function done() {
+      clearTimeout(id);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}

@@ -1,0 +1,401 @@
+/**
+ * Shared helpers for the end-to-end tests of the process backend: a proxy
+ * started in-process with `startServer`, model commands that run the
+ * project's fake vLLM as a child process (tagged with a per-test marker so
+ * the test can find every engine it started with `ps`), captured log lines,
+ * and bounded waits on events.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { parseConfig } from "../../lib/config/define.ts";
+import type { ChillConfigInput, ModelSpecInput } from "../../lib/config/schema.ts";
+import { createLogger, type Logger } from "../../lib/log.ts";
+import { type RunningServer, startServer } from "../../lib/server.ts";
+import type { LifecycleState } from "../../lib/scaler/types.ts";
+
+/**
+ * Absolute path of the fake vLLM CLI.
+ *
+ * @example
+ * ```ts
+ * import { FAKE_VLLM } from "./helpers.ts";
+ * FAKE_VLLM.endsWith("fake_vllm.ts"); // true
+ * ```
+ */
+export const FAKE_VLLM: string = new URL("../support/fake_vllm.ts", import.meta.url).pathname;
+
+/**
+ * Absolute path of the repository root (where main.ts lives).
+ *
+ * @example
+ * ```ts
+ * import { REPO_ROOT } from "./helpers.ts";
+ * REPO_ROOT.endsWith("/"); // true
+ * ```
+ */
+export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname;
+
+/**
+ * The deno binary running the tests (engines are started with it).
+ *
+ * @example
+ * ```ts
+ * import { DENO } from "./helpers.ts";
+ * DENO.length > 0; // true
+ * ```
+ */
+export const DENO: string = Deno.execPath();
+
+/**
+ * Options of the fake vLLM engine a model command runs.
+ *
+ * @example
+ * ```ts
+ * import type { FakeEngineOptions } from "./helpers.ts";
+ * const options: FakeEngineOptions = { loadMs: 200, tokensPerSec: 20 };
+ * ```
+ */
+export interface FakeEngineOptions {
+  /** Milliseconds before /health answers 200 (default 150). */
+  loadMs?: number;
+  /** Generation speed (default 0: every token at once). */
+  tokensPerSec?: number;
+  /** Crash after this many SSE chunks of a stream. */
+  crashAfterChunks?: number;
+  /** "exit" (the process dies) or "reset" (the connection is reset). */
+  crashMode?: "exit" | "reset";
+  /** Exit on its own after this many milliseconds. */
+  exitAfterMs?: number;
+  /** Delay between SIGTERM and the exit. */
+  stopDelayMs?: number;
+  /** Ignore SIGTERM (the backend must SIGKILL it). */
+  ignoreSigterm?: boolean;
+  /** Replaces the `--port {port}` pair (e.g. a fixed port, or none at all). */
+  portArgs?: string[];
+}
+
+/**
+ * The `command` of a model that runs the fake vLLM, tagged with `marker`.
+ *
+ * @example
+ * ```ts
+ * import { fakeEngineCommand } from "./helpers.ts";
+ * fakeEngineCommand("marker-1", { loadMs: 100 }).includes("{port}"); // true
+ * ```
+ */
+export function fakeEngineCommand(marker: string, options: FakeEngineOptions = {}): string[] {
+  const args = [
+    DENO,
+    "run",
+    "-A",
+    FAKE_VLLM,
+    ...(options.portArgs ?? ["--port", "{port}"]),
+    "--model",
+    "{served}",
+    "--model-name",
+    marker,
+    "--load-ms",
+    String(options.loadMs ?? 150),
+  ];
+  if (options.tokensPerSec !== undefined) args.push("--tokens-per-sec", String(options.tokensPerSec));
+  if (options.crashAfterChunks !== undefined) args.push("--crash-after-chunks", String(options.crashAfterChunks));
+  if (options.crashMode !== undefined) args.push("--crash-mode", options.crashMode);
+  if (options.exitAfterMs !== undefined) args.push("--exit-after-ms", String(options.exitAfterMs));
+  if (options.stopDelayMs !== undefined) args.push("--stop-delay-ms", String(options.stopDelayMs));
+  if (options.ignoreSigterm) args.push("--ignore-sigterm");
+  return args;
+}
+
+/**
+ * A fresh marker that tags every engine one test starts.
+ *
+ * @example
+ * ```ts
+ * import { newMarker } from "./helpers.ts";
+ * newMarker().startsWith("marker-"); // true
+ * ```
+ */
+export function newMarker(): string {
+  return `marker-${crypto.randomUUID()}`;
+}
+
+/** A process seen by `ps`. */
+export interface ProcInfo {
+  /** Process id. */
+  pid: number;
+  /** Parent process id. */
+  ppid: number;
+  /** Full command line. */
+  args: string;
+}
+
+/**
+ * Live (non-zombie) processes whose command line contains `marker`.
+ *
+ * @example
+ * ```ts ignore
+ * import { processesWith } from "./helpers.ts";
+ * (await processesWith("marker-none")).length; // 0
+ * ```
+ */
+export async function processesWith(marker: string): Promise<ProcInfo[]> {
+  const out = await new Deno.Command("ps", { args: ["-eo", "pid=,ppid=,stat=,args="], stdout: "piped", stderr: "null" })
+    .output();
+  const text = new TextDecoder().decode(out.stdout);
+  const found: ProcInfo[] = [];
+  for (const line of text.split("\n")) {
+    const match = line.trim().match(/^(\d+)\s+(\d+)\s+(\S+)\s+(.*)$/);
+    if (!match || match[3].startsWith("Z") || !match[4].includes(marker)) continue;
+    if (match[4].startsWith("ps ")) continue;
+    found.push({ pid: Number(match[1]), ppid: Number(match[2]), args: match[4] });
+  }
+  return found;
+}
+
+/**
+ * Waits (bounded) until no process carrying `marker` is alive; fails the test otherwise.
+ *
+ * @example
+ * ```ts ignore
+ * import { assertNoEngines } from "./helpers.ts";
+ * await assertNoEngines("marker-x");
+ * ```
+ */
+export async function assertNoEngines(marker: string, timeoutMs = 3000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  let left: ProcInfo[] = [];
+  for (let i = 0; i < 100; i++) {
+    left = await processesWith(marker);
+    if (left.length === 0 || Date.now() > until) break;
+    await delay(50);
+  }
+  assert.deepEqual(left, [], `engine processes survived: ${JSON.stringify(left)}`);
+}
+
+/**
+ * Polls `check` (bounded in count and time) until it returns a truthy value.
+ *
+ * @example
+ * ```ts ignore
+ * import { waitUntil } from "./helpers.ts";
+ * await waitUntil(() => true, 1000, "nothing");
+ * ```
+ */
+export async function waitUntil<T>(
+  check: () => T | Promise<T>,
+  timeoutMs: number,
+  what: string,
+  intervalMs = 25,
+): Promise<NonNullable<T>> {
+  const until = Date.now() + timeoutMs;
+  for (let i = 0; i < 10_000; i++) {
+    const value = await check();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > until) break;
+    await delay(intervalMs);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/**
+ * Rejects when `promise` does not settle within `ms`.
+ *
+ * @example
+ * ```ts
+ * import { within } from "./helpers.ts";
+ * await within(Promise.resolve(1), 100, "one"); // 1
+ * ```
+ */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Resolves after `ms`.
+ *
+ * @example
+ * ```ts
+ * import { delay } from "./helpers.ts";
+ * await delay(1);
+ * ```
+ */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Captured log lines of a proxy.
+ *
+ * @example
+ * ```ts
+ * import { captureLogs } from "./helpers.ts";
+ * const logs = captureLogs();
+ * logs.log.info("engine started", { model: "a" });
+ * logs.messages("engine started").length; // 1
+ * ```
+ */
+export function captureLogs(): {
+  log: Logger;
+  lines: string[];
+  records: () => Record<string, unknown>[];
+  messages: (msg: string) => Record<string, unknown>[];
+} {
+  const lines: string[] = [];
+  const log = createLogger({ format: "json", level: "debug", write: (line) => lines.push(line) });
+  const records = () => lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+  return { log, lines, records, messages: (msg) => records().filter((r) => r.msg === msg) };
+}
+
+/** A proxy with the process backend running in this process, plus what the tests need around it. */
+export interface E2eProxy {
+  /** The running server. */
+  server: RunningServer;
+  /** Base URL of the proxy. */
+  url: string;
+  /** Marker carried by every engine of this proxy. */
+  marker: string;
+  /** Captured log lines (JSON, unredacted: a secret that reaches the logger shows up here). */
+  logs: ReturnType<typeof captureLogs>;
+  /** Engine start count (the process backend's "engine started" lines). */
+  engineStarts(model?: string): number;
+  /** Live engine processes of this proxy. */
+  engines(): Promise<ProcInfo[]>;
+  /** Resolves on the next transition into `state` (optionally for `model`), bounded. */
+  nextState(state: LifecycleState, timeoutMs?: number, model?: string): Promise<void>;
+  /** An OpenAI SDK client for this proxy. */
+  openai(apiKey?: string): OpenAI;
+  /** Shuts the proxy down and asserts no engine survives. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a proxy with the process backend on an ephemeral port. `models`
+ * give per-model fake engine options (merged into a `command` tagged with
+ * this proxy's marker) or a full model spec when it has a `modelName`.
+ *
+ * @example
+ * ```ts ignore
+ * import { startProxy } from "./helpers.ts";
+ * const proxy = await startProxy({ enableModelSwitch: true }, { a: { loadMs: 100 } });
+ * await proxy.close();
+ * ```
+ */
+export async function startProxy(
+  settings: Partial<ChillConfigInput>,
+  models: Record<string, FakeEngineOptions | ModelSpecInput>,
+  options: { marker?: string; shutdownGraceMs?: number } = {},
+): Promise<E2eProxy> {
+  const marker = options.marker ?? newMarker();
+  const specs: Record<string, ModelSpecInput> = {};
+  for (const [name, model] of Object.entries(models)) {
+    specs[name] = "modelName" in model
+      ? model as ModelSpecInput
+      : { modelName: `org/${name}`, command: fakeEngineCommand(marker, model as FakeEngineOptions) };
+  }
+  const config = parseConfig({
+    backend: "process",
+    host: "127.0.0.1",
+    port: 0,
+    idleTimeout: "1m",
+    minLoadedTime: "0s",
+    drainTimeout: "10s",
+    heartbeatInterval: "0s",
+    process: { stopGracePeriod: "2s" },
+    ...settings,
+    models: specs,
+  });
+  const logs = captureLogs();
+  const server = await startServer(config, { log: logs.log, shutdownGraceMs: options.shutdownGraceMs ?? 2000 });
+  await waitUntil(() => server.scaler.ready(), 5000, "the scaler to read the backend's state");
+  let closed = false;
+  return {
+    server,
+    url: server.url,
+    marker,
+    logs,
+    engineStarts: (model) => logs.messages("engine started").filter((r) => !model || r.model === model).length,
+    engines: () => processesWith(marker),
+    nextState: (state, timeoutMs = 10_000, model) => {
+      const { promise, resolve } = Promise.withResolvers<void>();
+      const off = server.scaler.onTransition((t) => {
+        if (t.to === state && (!model || t.model === model)) resolve();
+      });
+      return within(promise, timeoutMs, `state ${state}${model ? ` (${model})` : ""}`).finally(off);
+    },
+    openai: (apiKey = "none") => new OpenAI({ baseURL: `${server.url}/v1`, apiKey, maxRetries: 0, timeout: 20_000 }),
+    close: async () => {
+      if (closed) return;
+      closed = true;
+      await server.shutdown();
+      await server.finished;
+      await assertNoEngines(marker);
+    },
+  };
+}
+
+/**
+ * POSTs a chat completion as JSON and returns the response (body unread).
+ *
+ * @example
+ * ```ts ignore
+ * import { postChat } from "./helpers.ts";
+ * const res = await postChat("http://127.0.0.1:8080", "a");
+ * await res.body?.cancel();
+ * ```
+ */
+export function postChat(
+  url: string,
+  model: string,
+  extra: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+  signal?: AbortSignal,
+): Promise<Response> {
+  return fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify({ model, messages: [{ role: "user", content: "hello" }], max_tokens: 4, ...extra }),
+    signal,
+  });
+}
+
+/**
+ * The `content` deltas of an OpenAI chat stream, joined.
+ *
+ * @example
+ * ```ts ignore
+ * import { collectStream } from "./helpers.ts";
+ * const text = await collectStream(await openai.chat.completions.create({ model: "a", messages: [], stream: true }));
+ * ```
+ */
+export async function collectStream(
+  stream: AsyncIterable<{ choices: { delta?: { content?: string | null } }[] }>,
+): Promise<string> {
+  let text = "";
+  for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? "";
+  return text;
+}
+
+/**
+ * Reads an SSE body to its end, returning each chunk with its arrival time (ms since `start`).
+ *
+ * @example
+ * ```ts ignore
+ * import { readTimed } from "./helpers.ts";
+ * const chunks = await readTimed(res.body!, performance.now());
+ * ```
+ */
+export async function readTimed(
+  body: ReadableStream<Uint8Array>,
+  start: number,
+): Promise<{ at: number; text: string }[]> {
+  const decoder = new TextDecoder();
+  const chunks: { at: number; text: string }[] = [];
+  for await (const bytes of body) chunks.push({ at: performance.now() - start, text: decoder.decode(bytes) });
+  return chunks;
+}

@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { API_CALLS } from "../../lib/kube/api_calls.ts";
+import { ModelRegistry } from "../../lib/models/registry.ts";
+import { assertCallsListed, type FakeKube, withKube } from "./helpers.ts";
+
+const FAST = { scheduleMs: 5, startMs: 10, readyMs: 20, terminateMs: 20 };
+/** Table entries lib/kube itself does not use (granted for other callers); keep this list short and explained. */
+const NOT_USED_BY_LIB_KUBE = new Set([
+  "get vllmmodels", // lib/kube lists + watches VLLMModels; a single-object get is not needed by it
+]);
+
+Deno.test("every verb of lib/kube calls the API only in ways API_CALLS lists (Role enforced)", async () => {
+  await withKube(async ({ fake, client, config }) => {
+    const registry = new ModelRegistry(config.models);
+    const controller = new AbortController();
+    const models = client.watchModels(registry, controller.signal, { retryMinMs: 10, retryMaxMs: 20 });
+    assert.equal(await models.synced, true);
+    assert.equal((await client.rbacSelfCheck()).ok, true);
+    await client.ensureVllmResources(config, registry.first()!);
+    await client.writeActiveModel(config, registry.resolve("model-b")!);
+    await client.scale(1);
+    await client.readReplicas();
+    await client.waitReady({ deadline: Date.now() + 5000 });
+    await client.readState();
+    await client.scale(0);
+    await client.forceDeletePods();
+    await client.waitGone({ deadline: Date.now() + 5000 });
+    controller.abort();
+    await models.done;
+
+    // Every table entry is exercised, so the table lists nothing the code does not need either.
+    const used = new Set(fake.calls.map((c) => `${c.verb} ${c.resource}${c.subresource ? "/" + c.subresource : ""}`));
+    for (const entry of API_CALLS) {
+      for (const verb of entry.verbs) {
+        const key = `${verb} ${entry.resource}${entry.subresource ? "/" + entry.subresource : ""}`;
+        if (NOT_USED_BY_LIB_KUBE.has(key)) continue;
+        assert.ok(used.has(key), `API_CALLS lists "${key}" but no verb used it`);
+      }
+    }
+    assert.equal(fake.calls.filter((c) => c.status === 403).length, 0, "the generated Role allowed every call");
+  }, { fake: { timing: FAST } });
+});
+
+Deno.test("the API-call check fails on a call the table does not list", () => {
+  const fake = {
+    calls: [{
+      method: "DELETE",
+      path: "/apis/apps/v1/namespaces/ai-apps/deployments/vllm",
+      verb: "delete",
+      resource: "deployments",
+      status: 200,
+      query: "",
+    }],
+  } as unknown as FakeKube;
+  assert.throws(() => assertCallsListed(fake), /DELETE .*deployments\/vllm .*not listed in lib\/kube\/api_calls.ts/);
+});

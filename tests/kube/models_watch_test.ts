@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { ModelRegistry } from "../../lib/models/registry.ts";
+import { parseVllmModel } from "../../lib/kube/mod.ts";
+import { eventually, withKube } from "./helpers.ts";
+
+const vllmModel = (name: string, spec: unknown) => ({
+  apiVersion: "vllm.efortin.github.io/v1alpha1",
+  kind: "VLLMModel",
+  metadata: { name, namespace: "ai-apps" },
+  spec,
+});
+
+Deno.test("parseVllmModel accepts a valid spec and explains an invalid one", () => {
+  const ok = parseVllmModel(vllmModel("good", { modelName: "org/good", maxModelLen: 1024 }));
+  assert.equal(ok.ok, true);
+  const bad = parseVllmModel(vllmModel("bad", { modelName: "org/bad", gpuMemoryUtilization: 7 }));
+  assert.equal(bad.ok, false);
+  assert.match(!bad.ok ? bad.reason : "", /gpuMemoryUtilization/);
+});
+
+Deno.test("watchModels lists, skips invalid objects with a reason, and follows ADDED/MODIFIED/DELETED live", async () => {
+  await withKube(async ({ fake, client, lines }) => {
+    fake.store.createObject("vllmmodels", vllmModel("crd-one", { modelName: "org/one" }), "ai-apps");
+    // The fake's API validates against the CRD schema; an object stored before a stricter CRD
+    // (or written around it) is planted with updateObject, which stores it as given.
+    const bad = fake.store.createObject("vllmmodels", vllmModel("crd-bad", { modelName: "org/bad" }), "ai-apps");
+    fake.store.updateObject("vllmmodels", { ...bad, spec: { modelName: 42 } }, "ai-apps");
+    const registry = new ModelRegistry({});
+    const controller = new AbortController();
+    const watch = client.watchModels(registry, controller.signal, { retryMinMs: 10, retryMaxMs: 50 });
+    try {
+      assert.equal(await watch.synced, true);
+      assert.deepEqual(registry.list().map((m) => m.name), ["crd-one"]);
+      assert.ok(lines().some((l) => l.msg === "skipping invalid VLLMModel" && l.name === "crd-bad" && l.reason));
+
+      fake.store.createObject("vllmmodels", vllmModel("crd-two", { modelName: "org/two" }), "ai-apps");
+      await eventually(() => registry.resolve("crd-two") !== undefined, 3000, "ADDED crd-two");
+
+      const two = fake.store.getObject("vllmmodels", "crd-two", "ai-apps");
+      fake.store.updateObject("vllmmodels", { ...two, spec: { modelName: "org/two-v2" } }, "ai-apps");
+      await eventually(() => registry.resolve("crd-two")?.modelName === "org/two-v2", 3000, "MODIFIED crd-two");
+
+      fake.store.deleteObject("vllmmodels", "crd-one", "ai-apps");
+      await eventually(() => registry.resolve("crd-one") === undefined, 3000, "DELETED crd-one");
+
+      // An object turning invalid is dropped from the registry with a logged reason.
+      const one = fake.store.getObject("vllmmodels", "crd-two", "ai-apps");
+      fake.store.updateObject(
+        "vllmmodels",
+        { ...one, spec: { modelName: "org/two", tensorParallelSize: -1 } },
+        "ai-apps",
+      );
+      await eventually(() => registry.resolve("crd-two") === undefined, 3000, "crd-two turned invalid");
+      assert.ok(lines().some((l) => l.msg === "skipping invalid VLLMModel" && l.name === "crd-two"));
+
+      fake.faults.dropWatches("vllmmodels");
+      fake.store.createObject("vllmmodels", vllmModel("crd-three", { modelName: "org/three" }), "ai-apps");
+      await eventually(() => registry.resolve("crd-three") !== undefined, 3000, "ADDED after a dropped watch");
+    } finally {
+      controller.abort();
+      await watch.done;
+    }
+  });
+});
+
+Deno.test("watchModels survives a missing CRD (404): warns once, retries, then syncs", async () => {
+  await withKube(async ({ fake, client, lines }) => {
+    fake.faults.failNext({ verb: "list", resource: "vllmmodels" }, 404, 3);
+    fake.store.createObject("vllmmodels", vllmModel("late", { modelName: "org/late" }), "ai-apps");
+    const registry = new ModelRegistry({});
+    const controller = new AbortController();
+    const watch = client.watchModels(registry, controller.signal, { retryMinMs: 10, retryMaxMs: 40 });
+    try {
+      assert.equal(await watch.synced, false);
+      await eventually(() => registry.resolve("late") !== undefined, 3000, "models after the CRD appears");
+      const warnings = lines().filter((l) => /CRD is not installed/.test(l.msg));
+      assert.equal(warnings.length, 1);
+    } finally {
+      controller.abort();
+      await watch.done;
+    }
+  });
+});
