@@ -14,16 +14,49 @@
  *
  * @module
  */
-export { CONFIG_INPUT, ConfigError, defineVllmChill, parseConfig } from "./lib/config/define.ts";
-export {
-  ApiKeySchema,
-  ChillConfigSchema,
-  ModelSpecSchema,
-  ProcessSchema,
-  TargetSchema,
-  VllmPodSchema,
-} from "./lib/config/schema.ts";
-export type { ChillConfig, ChillConfigInput, ModelSpec, ModelSpecInput, NamedModel } from "./lib/config/schema.ts";
+import { ChillConfigSchema as chillConfigSchema, ModelSpecSchema as modelSpecSchema } from "./lib/config/schema.ts";
+import type { ChillConfig, ModelSpec, Schema } from "./lib/config/types.ts";
+
+export { ConfigError, defineVllmChill, parseConfig } from "./lib/config/define.ts";
+export type {
+  ApiKey,
+  ChillConfig,
+  ChillConfigInput,
+  DurationString,
+  ModelSpec,
+  ModelSpecInput,
+  NamedModel,
+  ResourceList,
+  Schema,
+  SchemaIssue,
+  Target,
+  Toleration,
+  VllmPod,
+  VllmPodInput,
+} from "./lib/config/types.ts";
 export { renderCrd } from "./lib/manifests/crd.ts";
 export { type KubeObject, MANIFEST_PARTS, type ManifestPart, renderManifests, toYaml } from "./lib/manifests/render.ts";
 export { type EngineModel, vllmArgs } from "./lib/models/vllm_args.ts";
+
+/**
+ * The schema of a whole config file (a zod schema at runtime): validates and
+ * defaults; durations become milliseconds, sizes bytes.
+ *
+ * @example
+ * ```ts
+ * import { ChillConfigSchema } from "./mod.ts";
+ * ChillConfigSchema.parse({ idleTimeout: "1m" }).idleTimeout; // 60000
+ * ```
+ */
+export const ChillConfigSchema: Schema<ChillConfig> = chillConfigSchema;
+
+/**
+ * The schema of one model, also the `spec` of a `VLLMModel` (a zod schema at runtime).
+ *
+ * @example
+ * ```ts
+ * import { ModelSpecSchema } from "./mod.ts";
+ * ModelSpecSchema.safeParse({ modelName: "org/m", gpuMemoryUtilization: 1.5 }).success; // false
+ * ```
+ */
+export const ModelSpecSchema: Schema<ModelSpec> = modelSpecSchema;

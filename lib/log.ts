@@ -101,11 +101,25 @@ export function createLogger(options: LoggerOptions = {}, base: LogFields = {}):
 export const silentLogger: Logger = createLogger({ write: () => {} });
 
 function safeJson(record: LogFields): string {
+  // Fast path (every request line): only primitive values, where the replacer would change nothing.
+  if (allPrimitive(record)) {
+    try {
+      return JSON.stringify(record);
+    } catch { /* fall through */ }
+  }
   try {
     return JSON.stringify(record, (_k, v) => v instanceof Error ? v.message : typeof v === "bigint" ? String(v) : v);
   } catch {
     return JSON.stringify({ time: record.time, level: record.level, msg: record.msg, note: "unserializable fields" });
   }
+}
+
+function allPrimitive(record: LogFields): boolean {
+  for (const key in record) {
+    const v = record[key];
+    if (v !== null && typeof v === "object" || typeof v === "bigint" || typeof v === "function") return false;
+  }
+  return true;
 }
 
 function formatText(record: LogFields): string {

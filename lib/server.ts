@@ -86,7 +86,11 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
     kube = createKubeClient({
       kubeconfig: config.kubeconfig,
       namespace: config.namespace,
-      target: { deployment: config.target.deployment, configMap: config.target.configMap, service: config.target.service },
+      target: {
+        deployment: config.target.deployment,
+        configMap: config.target.configMap,
+        service: config.target.service,
+      },
       log: log.with({ component: "kube" }),
       kubeConfig: options.kubeConfig,
     });
@@ -150,7 +154,11 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
       const timedOut = new Promise<"timeout">((resolve) => timer = setTimeout(() => resolve("timeout"), grace));
       const outcome = await Promise.race([drained.then(() => "drained" as const), timedOut]);
       clearTimeout(timer);
-      if (outcome === "timeout") log.warn("shutdown grace period over; closing remaining connections", { graceMs: grace });
+      if (outcome === "timeout") {
+        log.warn("shutdown grace period over; closing remaining connections", {
+          graceMs: grace,
+        });
+      }
       closer.abort();
       await backend.close();
       kube?.close();

@@ -59,7 +59,13 @@ export function configRows(): ConfigRow[] {
   const root = z.toJSONSchema(ChillConfigSchema, { io: "input", unrepresentable: "any" }) as JsonSchema;
   const model = z.toJSONSchema(ModelSpecSchema, { io: "input", unrepresentable: "any" }) as JsonSchema;
   const rows: ConfigRow[] = [];
-  const walk = (node: JsonSchema, prefix: string, required: readonly string[], defaults: Record<string, unknown>) => {
+  const walk = (
+    node: JsonSchema,
+    prefix: string,
+    required: readonly string[],
+    defaults: Record<string, unknown>,
+    parentDescription = "",
+  ) => {
     for (const [name, child] of Object.entries(node.properties ?? {})) {
       const key = prefix + name;
       if (key === "models") {
@@ -69,7 +75,7 @@ export function configRows(): ConfigRow[] {
       const fallback = child.default ?? defaults[name];
       if (child.type === "object" && child.properties) {
         const inherited = fallback && typeof fallback === "object" ? fallback as Record<string, unknown> : {};
-        walk(child, `${key}.`, child.required ?? [], inherited);
+        walk(child, `${key}.`, child.required ?? [], inherited, child.description ?? "");
         continue;
       }
       rows.push({
@@ -77,7 +83,7 @@ export function configRows(): ConfigRow[] {
         type: describeType(child),
         default: fallback !== undefined ? JSON.stringify(fallback) : required.includes(name) ? "required" : "",
         flag: flagOf(key),
-        description: child.description ?? "",
+        description: child.description ?? parentDescription,
       });
     }
   };

@@ -11,6 +11,7 @@
  * @module
  */
 import { z } from "zod";
+import type { ChillConfig, ChillConfigInput, ModelSpec, ModelSpecInput } from "./types.ts";
 import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
 
 /** A duration string such as "30s" or "5m", parsed into milliseconds. */
@@ -296,13 +297,25 @@ export const ChillConfigSchema = z
     }
   });
 
-/** A model as written by users (durations as strings). */
-export type ModelSpecInput = z.input<typeof ModelSpecSchema>;
-/** A validated model (durations in milliseconds). */
-export type ModelSpec = z.output<typeof ModelSpecSchema>;
-/** A config as written by users (durations and sizes as strings). */
-export type ChillConfigInput = z.input<typeof ChillConfigSchema>;
-/** A validated, fully defaulted config (durations in ms, sizes in bytes). */
-export type ChillConfig = z.output<typeof ChillConfigSchema>;
-/** A model with its name, as the registry holds it. */
-export type NamedModel = ModelSpec & { name: string; servedModelName: string; source: "config" | "crd" };
+export type {
+  ApiKey,
+  ChillConfig,
+  ChillConfigInput,
+  ModelSpec,
+  ModelSpecInput,
+  NamedModel,
+  ResourceList,
+  Target,
+  Toleration,
+  VllmPod,
+  VllmPodInput,
+} from "./types.ts";
+
+// The readable interfaces of types.ts must describe exactly what the schemas accept and return.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const _shapesMatch: [
+  Same<z.input<typeof ModelSpecSchema>, ModelSpecInput>,
+  Same<z.output<typeof ModelSpecSchema>, ModelSpec>,
+  Same<z.input<typeof ChillConfigSchema>, ChillConfigInput>,
+  Same<z.output<typeof ChillConfigSchema>, ChillConfig>,
+] = [true, true, true, true];

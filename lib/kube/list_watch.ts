@@ -8,7 +8,7 @@
  * @module
  */
 import { type KubeConfig, Watch } from "@kubernetes/client-node";
-import { toKubeError } from "./errors.ts";
+import { ForbiddenError, toKubeError } from "./errors.ts";
 import { backoffDelay, sleep } from "./retry.ts";
 
 /** A Kubernetes object as far as list/watch care. */
@@ -65,6 +65,7 @@ export async function runListWatch<T extends WatchedObject>(
 ): Promise<void> {
   let resourceVersion: string | undefined;
   let listErrors = 0;
+  let idleWatches = 0;
   while (!signal.aborted) {
     if (resourceVersion === undefined) {
       try {
@@ -88,14 +89,15 @@ export async function runListWatch<T extends WatchedObject>(
     const outcome = await watchOnce(kubeConfig, spec, resourceVersion, signal);
     if (signal.aborted || outcome.kind === "aborted") return;
     if (outcome.kind === "failed") throw outcome.error;
+    idleWatches = outcome.sawData ? 0 : idleWatches + 1;
     if (outcome.kind === "closed" && outcome.resourceVersion) {
       resourceVersion = outcome.resourceVersion;
-      if (!outcome.sawData) await pause(signal);
+      if (idleWatches) await pause(idleWatches, signal);
       continue;
     }
     spec.onRelist?.(outcome.kind === "broken" ? outcome.why : "watch closed without a resourceVersion");
     resourceVersion = undefined;
-    if (!outcome.sawData) await pause(signal);
+    if (idleWatches) await pause(idleWatches, signal);
   }
 }
 
@@ -105,10 +107,10 @@ type WatchOutcome =
   | { kind: "failed"; error: unknown }
   | { kind: "aborted" };
 
-/** A short pause before re-watching when the last watch produced nothing, so a failing server is not hammered. */
-async function pause(signal: AbortSignal): Promise<void> {
+/** A growing pause (to 2 s) before re-watching after watches that produced nothing, so a failing server is not hammered. */
+async function pause(attempt: number, signal: AbortSignal): Promise<void> {
   try {
-    await sleep(backoffDelay(1, 50, 200), signal);
+    await sleep(backoffDelay(attempt, 50, 2000), signal);
   } catch {
     // aborted: the loop checks the signal
   }
@@ -168,6 +170,11 @@ function watchOnce<T extends WatchedObject>(
     const onDone = (error: unknown) => {
       if (!error) return finish({ kind: "closed", resourceVersion, sawData });
       const kubeError = toKubeError(error);
+      if (kubeError instanceof ForbiddenError) {
+        // client-node's Watch drops the Status body of a refused watch: say what was refused.
+        const message = `watching ${spec.path} is forbidden (HTTP ${kubeError.status}): the Role must grant "watch"`;
+        return finish({ kind: "failed", error: new ForbiddenError(kubeError.status, "Forbidden", message) });
+      }
       finish({ kind: "broken", why: `watch ended: ${kubeError.status || ""} ${kubeError.message}`.trim(), sawData });
     };
     if (signal.aborted) return finish({ kind: "aborted" });

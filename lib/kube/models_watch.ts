@@ -10,8 +10,8 @@ import type { ModelRegistry } from "../models/registry.ts";
 import { parseVllmModelObject } from "../manifests/crd.ts";
 import { anySignal, callOptions, type KubeContext } from "./context.ts";
 import { ForbiddenError, NotFoundError, toKubeError } from "./errors.ts";
-import { runListWatch } from "./list_watch.ts";
-import { backoffDelay } from "./retry.ts";
+import { type ListWatchSpec, runListWatch } from "./list_watch.ts";
+import { backoffDelay, sleep } from "./retry.ts";
 
 /** The VLLMModel custom resource's coordinates. */
 export const VLLM_MODEL = { group: "vllm.efortin.github.io", version: "v1alpha1", plural: "vllmmodels" } as const;
@@ -103,7 +103,7 @@ export function watchModels(
       if (parsed.name) registry.deleteCrdModel(parsed.name);
     }
   };
-  const done = runListWatch<VllmModelObject>(ctx.kubeConfig, {
+  const spec: ListWatchSpec<VllmModelObject> = {
     path: `/apis/${VLLM_MODEL.group}/${VLLM_MODEL.version}/namespaces/${encodeURIComponent(ns)}/${VLLM_MODEL.plural}`,
     list: async (s) => {
       const list = await ctx.custom.listNamespacedCustomObject(
@@ -152,8 +152,18 @@ export function watchModels(
     },
     timeoutMs: ctx.watchTimeoutMs,
     onRelist: (why) => ctx.log.debug("VLLMModel watch re-listing", { why }),
-  }, stop).catch((error) => {
-    ctx.log.error("VLLMModel watch stopped", { error: toKubeError(error).message });
-  }).finally(() => resolveSynced(false));
+  };
+  const done = (async () => {
+    // A watch the API refuses (403) ends one loop; keep trying with backoff so fixing the Role is enough.
+    for (let attempt = 0; !stop.aborted; attempt++) {
+      try {
+        await runListWatch(ctx.kubeConfig, spec, stop);
+      } catch (error) {
+        ctx.log.error("VLLMModel watch failed; will retry", { namespace: ns, error: toKubeError(error).message });
+        resolveSynced(false);
+        await sleep(backoffDelay(attempt, minDelay, maxDelay), stop).catch(() => {});
+      }
+    }
+  })().finally(() => resolveSynced(false));
   return { synced, done };
 }

@@ -75,6 +75,8 @@ export function renderProxy(config: Readonly<ChillConfig>): [IConfigMap, IDeploy
       metadata: { name: PROXY_NAME, namespace: config.namespace, labels },
       spec: {
         replicas: 1,
+        // One proxy drives one engine slot: never two at once during a rollout.
+        strategy: { type: "Recreate" },
         revisionHistoryLimit: 3,
         selector: { matchLabels: { ...PROXY_SELECTOR } },
         template: {

@@ -160,6 +160,74 @@ export function relayResponse(upstream: Response, options: RelayOptions): Respon
 }
 
 /**
+ * Largest body {@link relayResponse} may read whole when the engine declared
+ * its length (a small JSON answer): one read and one write instead of a
+ * JavaScript stream between two sockets. SSE and bodies of unknown length are
+ * always streamed.
+ *
+ * @example
+ * ```ts
+ * import { BUFFER_LIMIT } from "./forward.ts";
+ * BUFFER_LIMIT; // 65536
+ * ```
+ */
+export const BUFFER_LIMIT = 64 * 1024;
+
+/**
+ * Whether {@link relayResponse} would read this answer whole: not SSE, a
+ * declared `content-length` of at most {@link BUFFER_LIMIT} bytes. What the
+ * client receives is the same either way.
+ *
+ * @example
+ * ```ts
+ * import { isSmallBody } from "./forward.ts";
+ * isSmallBody(new Response("{}", { headers: { "content-type": "application/json", "content-length": "2" } })); // true
+ * ```
+ */
+export function isSmallBody(upstream: Response): boolean {
+  const length = upstream.headers.get("content-length");
+  if (length === null || !upstream.body) return false;
+  const n = Number(length);
+  return n >= 0 && n <= BUFFER_LIMIT && !(upstream.headers.get("content-type") ?? "").startsWith("text/event-stream");
+}
+
+/**
+ * Like {@link relayResponse} for a small answer ({@link isSmallBody}): reads
+ * the engine's body whole, releases the lease, then answers with the bytes. A
+ * body that breaks while being read gives the client the same status and a
+ * body that errors, as the streamed relay would.
+ *
+ * @example
+ * ```ts
+ * import { relaySmallResponse } from "./forward.ts";
+ * const lease = { model: "m", upstream: "http://x", heldMs: 0, release() {} };
+ * const upstream = new Response("hi", { headers: { "content-length": "2" } });
+ * const res = await relaySmallResponse(upstream, { lease, requestId: "r1", onEnd: () => {} });
+ * await res.text(); // "hi"
+ * ```
+ */
+export async function relaySmallResponse(upstream: Response, options: RelayOptions): Promise<Response> {
+  const headers = new Headers();
+  for (const [name, value] of upstream.headers) {
+    if (!RESPONSE_HOP_BY_HOP.has(name)) headers.append(name, value);
+  }
+  headers.set("x-request-id", options.requestId);
+  const init = { status: upstream.status, statusText: upstream.statusText, headers };
+  let bytes: ArrayBuffer;
+  try {
+    bytes = await upstream.arrayBuffer();
+  } catch (error) {
+    options.lease.release();
+    options.onEnd("upstream_error", 0);
+    headers.delete("content-length");
+    return new Response(new ReadableStream({ start: (controller) => controller.error(error) }), init);
+  }
+  options.lease.release();
+  options.onEnd("complete", bytes.byteLength);
+  return new Response(bytes, init);
+}
+
+/**
  * The pass-through body stream used by {@link relayResponse} (also after
  * heartbeats). `sse` selects how a broken upstream is reported.
  *

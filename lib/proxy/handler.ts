@@ -26,7 +26,7 @@ import type { ModelRegistry } from "../models/registry.ts";
 import { type Gate, type Lease, Rejection } from "../scaler/types.ts";
 import { type ApiKeyIdentity, bearerToken, createAdminCheck, createKeyChecker } from "./auth.ts";
 import { errorResponse } from "./errors.ts";
-import { relayResponse, upstreamHeaders } from "./forward.ts";
+import { isSmallBody, relayResponse, relaySmallResponse, upstreamHeaders } from "./forward.ts";
 import { heartbeatResponse } from "./heartbeat.ts";
 import {
   encodeText,
@@ -158,7 +158,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     status: number,
     message: string,
     code: string,
-    reason: string,
+    reason: string | undefined,
     extra: { retryAfter?: number; heldMs?: number; headers?: HeadersInit } = {},
   ): Response {
     done(ctx, status, 0, extra.heldMs ?? 0, reason);
@@ -166,10 +166,6 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       retryAfter: extra.retryAfter,
       headers: { "x-request-id": ctx.id, ...extra.headers as Record<string, string> },
     });
-  }
-
-  function rejectionReason(r: Rejection): string {
-    return r.status === 429 ? "queue_full" : r.status === 504 ? "hold_timeout" : "unavailable";
   }
 
   function allowed(identity: ApiKeyIdentity | null, names: (string | undefined)[]): boolean {
@@ -392,11 +388,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
                 ? "upstream_error"
                 : end === "client_closed"
                 ? "client_closed"
-                : status === 429
-                ? "queue_full"
-                : status === 504
-                ? "hold_timeout"
-                : "unavailable",
+                : undefined, // rejections are counted by the scaler, under their code
             ),
         });
       }
@@ -409,10 +401,15 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           done(ctx, 499, 0, heldMs, "client_closed");
           return new Response(null, { status: 499 });
         }
-        const r = error instanceof Rejection
+        // The scaler already counted its own rejections in rejected_requests_total{reason=<code>}.
+        const counted = error instanceof Rejection;
+        const r = counted
           ? error
           : new Rejection(503, "model_unavailable", `The model could not be served: ${(error as Error)?.message}`, 5);
-        return reject(ctx, r.status, r.message, r.code, rejectionReason(r), { retryAfter: r.retryAfter, heldMs });
+        return reject(ctx, r.status, r.message, r.code, counted ? undefined : r.code, {
+          retryAfter: r.retryAfter,
+          heldMs,
+        });
       }
     }
     const granted = lease;
@@ -444,7 +441,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       req.signal.removeEventListener("abort", onClientAbort);
     }
     const status = upstream.status;
-    return relayResponse(upstream, {
+    return (isSmallBody(upstream) ? relaySmallResponse : relayResponse)(upstream, {
       lease: granted,
       requestId: ctx.id,
       anthropic: ctx.path === MESSAGES_PATH,

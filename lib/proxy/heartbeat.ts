@@ -171,6 +171,8 @@ export function heartbeatResponse(options: HeartbeatOptions): Response {
       }
     },
     async cancel(reason) {
+      // A client that leaves while still held was held until now.
+      if (heldMs === 0) heldMs = Date.now() - started;
       abort.abort(reason ?? new DOMException("client closed the stream", "AbortError"));
       if (upstream) await upstream.cancel(reason).catch(() => {});
       finish(499, "client_closed");

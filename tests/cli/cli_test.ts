@@ -15,7 +15,10 @@ async function run(args: string[], env: Record<string, string> = {}) {
   return { code, stdout: out.join("\n"), stderr: err.join("\n") };
 }
 
-async function tempFile(name: string, content: string): Promise<{ path: string; [Symbol.asyncDispose](): Promise<void> }> {
+async function tempFile(
+  name: string,
+  content: string,
+): Promise<{ path: string; [Symbol.asyncDispose](): Promise<void> }> {
   const dir = await Deno.makeTempDir({ prefix: "vllm-chill-cli-" });
   await Deno.writeTextFile(`${dir}/${name}`, content);
   return { path: `${dir}/${name}`, [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }) };
@@ -125,11 +128,13 @@ Deno.test("validate: errors show paths, exit 1", async () => {
 Deno.test("bad config files (missing, no export, syntax error) exit 1 with one line", async () => {
   await using noExport = await tempFile("n.ts", "export const notDefault = {};\n");
   await using syntax = await tempFile("s.ts", "export default {{ port: \n");
-  for (const [file, pattern] of [
-    ["/nonexistent/vllm-chill.config.ts", /not found/],
-    [noExport.path, /no default export/],
-    [syntax.path, /cannot load config file/],
-  ] as const) {
+  for (
+    const [file, pattern] of [
+      ["/nonexistent/vllm-chill.config.ts", /not found/],
+      [noExport.path, /no default export/],
+      [syntax.path, /cannot load config file/],
+    ] as const
+  ) {
     for (const command of ["validate", "manifests"]) {
       const result = await run([command, "--config", file]);
       assert.equal(result.code, 1, `${command} ${file}`);
@@ -148,7 +153,11 @@ Deno.test("the real CLI process: exit codes and streams", async () => {
       stderr: "piped",
       env: { NO_COLOR: "1" },
     }).output();
-    return { code: output.code, stdout: new TextDecoder().decode(output.stdout), stderr: new TextDecoder().decode(output.stderr) };
+    return {
+      code: output.code,
+      stdout: new TextDecoder().decode(output.stdout),
+      stderr: new TextDecoder().decode(output.stderr),
+    };
   };
   const [unknownFlag, crd] = await Promise.all([exec(["manifests", "--nope"]), exec(["manifests", "--only", "crd"])]);
   assert.equal(unknownFlag.code, 2);

@@ -160,3 +160,25 @@ Deno.test("a defineVllmChill file with a bad field reports the path", async () =
     },
   );
 });
+
+Deno.test("serve flags keep DESIGN.md's names, each with its VLLM_CHILL_ variable", () => {
+  const names = SERVE_FLAGS.map((f) => f.name);
+  for (
+    const flag of [
+      "config",
+      "port",
+      "namespace",
+      "deployment",
+      "configmap",
+      "target-host",
+      "target-port",
+      "target-url",
+      "idle-timeout",
+      "enable-model-switch",
+      "backend",
+      "kubeconfig",
+      "log-format",
+    ]
+  ) assert.ok(names.includes(flag), flag);
+  assert.equal(new Set(names).size, names.length);
+});

@@ -81,5 +81,8 @@ Deno.test("the config table documents every key of the schema", () => {
   }
   for (const key of Object.keys(ModelSpecSchema.shape)) assert.ok(keys.has(`models.<name>.${key}`), key);
   for (const key of Object.keys(ChillConfigSchema.shape.target.unwrap().shape)) assert.ok(keys.has(`target.${key}`));
-  assert.match(renderConfigTable(), /\| `idleTimeout` \| duration \| `"5m"` \| `--idle-timeout` `VLLM_CHILL_IDLE_TIMEOUT`/);
+  assert.match(
+    renderConfigTable(),
+    /\| `idleTimeout` \| duration \| `"5m"` \| `--idle-timeout` `VLLM_CHILL_IDLE_TIMEOUT`/,
+  );
 });

@@ -155,6 +155,32 @@ export async function processesWith(marker: string): Promise<ProcInfo[]> {
 }
 
 /**
+ * Live (non-zombie) processes whose command line contains `marker`, with their process group, read
+ * synchronously from /proc.
+ *
+ * @example
+ * ```ts
+ * import { liveProcessesSync } from "./helpers.ts";
+ * liveProcessesSync("marker-none").length; // 0
+ * ```
+ */
+export function liveProcessesSync(marker: string): { pid: number; pgid: number }[] {
+  const found: { pid: number; pgid: number }[] = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
+      if (!cmdline.includes(marker)) continue;
+      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
+      // After "(comm) ": state ppid pgrp …
+      const [state, _ppid, pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (state !== "Z" && state !== "X") found.push({ pid: Number(entry.name), pgid: Number(pgrp) });
+    } catch { /* gone meanwhile */ }
+  }
+  return found;
+}
+
+/**
  * Waits (bounded) until no process carrying `marker` is alive; fails the test otherwise.
  *
  * @example
@@ -240,14 +266,21 @@ export function delay(ms: number): Promise<void> {
  * logs.messages("engine started").length; // 1
  * ```
  */
-export function captureLogs(): {
+export function captureLogs(onLine?: (line: string) => void): {
   log: Logger;
   lines: string[];
   records: () => Record<string, unknown>[];
   messages: (msg: string) => Record<string, unknown>[];
 } {
   const lines: string[] = [];
-  const log = createLogger({ format: "json", level: "debug", write: (line) => lines.push(line) });
+  const log = createLogger({
+    format: "json",
+    level: "debug",
+    write: (line) => {
+      lines.push(line);
+      onLine?.(line);
+    },
+  });
   const records = () => lines.map((line) => JSON.parse(line) as Record<string, unknown>);
   return { log, lines, records, messages: (msg) => records().filter((r) => r.msg === msg) };
 }
@@ -262,6 +295,11 @@ export interface E2eProxy {
   marker: string;
   /** Captured log lines (JSON, unredacted: a secret that reaches the logger shows up here). */
   logs: ReturnType<typeof captureLogs>;
+  /**
+   * Engines found alive (by /proc, at the moment another engine was spawned) beside the new one:
+   * one GPU, one engine — must stay empty.
+   */
+  overlaps: string[];
   /** Engine start count (the process backend's "engine started" lines). */
   engineStarts(model?: string): number;
   /** Live engine processes of this proxy. */
@@ -310,7 +348,15 @@ export async function startProxy(
     ...settings,
     models: specs,
   });
-  const logs = captureLogs();
+  const overlaps: string[] = [];
+  const logs = captureLogs((line) => {
+    if (!line.includes('"engine started"')) return;
+    const record = JSON.parse(line) as { msg: string; pid?: number; model?: string };
+    if (record.msg !== "engine started") return;
+    // The new engine runs in its own process group (pgid = its pid): anything else is another engine.
+    const others = liveProcessesSync(marker).filter((p) => p.pgid !== record.pid).map((p) => p.pid);
+    if (others.length) overlaps.push(`engine ${record.model} (pid ${record.pid}) started while ${others} still ran`);
+  });
   const server = await startServer(config, { log: logs.log, shutdownGraceMs: options.shutdownGraceMs ?? 2000 });
   await waitUntil(() => server.scaler.ready(), 5000, "the scaler to read the backend's state");
   let closed = false;
@@ -319,6 +365,7 @@ export async function startProxy(
     url: server.url,
     marker,
     logs,
+    overlaps,
     engineStarts: (model) => logs.messages("engine started").filter((r) => !model || r.model === model).length,
     engines: () => processesWith(marker),
     nextState: (state, timeoutMs = 10_000, model) => {
@@ -335,6 +382,7 @@ export async function startProxy(
       await server.shutdown();
       await server.finished;
       await assertNoEngines(marker);
+      assert.deepEqual(overlaps, [], "two engines ran at once");
     },
   };
 }
@@ -398,4 +446,89 @@ export async function readTimed(
   const chunks: { at: number; text: string }[] = [];
   for await (const bytes of body) chunks.push({ at: performance.now() - start, text: decoder.decode(bytes) });
   return chunks;
+}
+
+/** A child process whose output is read line by line. */
+export interface SpawnedCli {
+  /** The child. */
+  child: Deno.ChildProcess;
+  /** Every stdout line so far. */
+  stdout: string[];
+  /** Every stderr line so far. */
+  stderr: string[];
+  /** Resolves with the first stdout/stderr line matching `pattern` (bounded). */
+  waitForLine(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Resolves with the exit status once the process has exited and its output is read. */
+  exited: Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Runs `deno run -A <args>` from the repository root, reading its output line by line.
+ *
+ * @example
+ * ```ts ignore
+ * import { spawnDeno } from "./helpers.ts";
+ * const cli = spawnDeno(["main.ts", "version"]);
+ * await cli.exited;
+ * ```
+ */
+export function spawnDeno(args: string[], env: Record<string, string> = {}): SpawnedCli {
+  const child = new Deno.Command(DENO, {
+    args: ["run", "-A", ...args],
+    cwd: REPO_ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...env },
+  }).spawn();
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const waiters = new Set<{ pattern: RegExp; resolve: (line: string) => void }>();
+  const onLine = (into: string[]) => (line: string) => {
+    into.push(line);
+    for (const waiter of waiters) {
+      if (waiter.pattern.test(line)) {
+        waiters.delete(waiter);
+        waiter.resolve(line);
+      }
+    }
+  };
+  const pump = async (stream: ReadableStream<Uint8Array>, handle: (line: string) => void) => {
+    let rest = "";
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) {
+      rest += text;
+      let nl: number;
+      while ((nl = rest.indexOf("\n")) >= 0) {
+        handle(rest.slice(0, nl));
+        rest = rest.slice(nl + 1);
+      }
+    }
+    if (rest) handle(rest);
+  };
+  const pumps = Promise.all([pump(child.stdout, onLine(stdout)), pump(child.stderr, onLine(stderr))]);
+  const exited = (async () => {
+    const status = await child.status;
+    await pumps;
+    return status;
+  })();
+  return {
+    child,
+    stdout,
+    stderr,
+    exited,
+    waitForLine: (pattern, timeoutMs = 15_000) => {
+      const seen = [...stdout, ...stderr].find((line) => pattern.test(line));
+      if (seen !== undefined) return Promise.resolve(seen);
+      const { promise, resolve } = Promise.withResolvers<string>();
+      const waiter = { pattern, resolve };
+      waiters.add(waiter);
+      const ended = exited.then(() => {
+        throw new Error(
+          `process exited before printing ${pattern}\nstdout:\n${stdout.join("\n")}\nstderr:\n${stderr.join("\n")}`,
+        );
+      });
+      return within(Promise.race([promise, ended]), timeoutMs, `a line matching ${pattern}`)
+        .finally(() => waiters.delete(waiter));
+    },
+  };
 }

@@ -4,6 +4,8 @@ import { ModelRegistry } from "../../lib/models/registry.ts";
 import { assertCallsListed, type FakeKube, withKube } from "./helpers.ts";
 
 const FAST = { scheduleMs: 5, startMs: 10, readyMs: 20, terminateMs: 20 };
+// Slow readiness (the wait must watch) and lingering terminating pods (forceDeletePods has one to delete),
+// so every table entry is exercised whatever the machine load.
 /** Table entries lib/kube itself does not use (granted for other callers); keep this list short and explained. */
 const NOT_USED_BY_LIB_KUBE = new Set([
   "get vllmmodels", // lib/kube lists + watches VLLMModels; a single-object get is not needed by it
@@ -38,7 +40,7 @@ Deno.test("every verb of lib/kube calls the API only in ways API_CALLS lists (Ro
       }
     }
     assert.equal(fake.calls.filter((c) => c.status === 403).length, 0, "the generated Role allowed every call");
-  }, { fake: { timing: FAST } });
+  }, { fake: { timing: { ...FAST, readyMs: 800, terminateMs: 30_000 } } });
 });
 
 Deno.test("the API-call check fails on a call the table does not list", () => {

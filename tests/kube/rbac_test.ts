@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { API_CALLS } from "../../lib/kube/api_calls.ts";
 import { ForbiddenError } from "../../lib/kube/mod.ts";
+import { BackendError } from "../../lib/backend/types.ts";
 import { generatedRole, testConfig, withKube } from "./helpers.ts";
 
 Deno.test("the RBAC self-check passes with the generated Role", async () => {
@@ -23,7 +24,7 @@ Deno.test("the RBAC self-check reports every missing permission in one message",
       ? r.verbs.filter((v) => v !== "watch")
       : r.verbs,
   }));
-  await withKube(async ({ client }) => {
+  await withKube(async ({ client, fake }) => {
     const report = await client.rbacSelfCheck();
     assert.equal(report.ok, false);
     assert.deepEqual(
@@ -34,5 +35,23 @@ Deno.test("the RBAC self-check reports every missing permission in one message",
     assert.match(report.message, /- patch deployments\/scale \(apps\)/);
     assert.match(report.message, /- watch pods \(core\)/);
     await assert.rejects(client.scale(1), (e) => e instanceof ForbiddenError && /forbidden/i.test(e.message));
+
+    // A wait whose watch is refused fails at once with kind "forbidden" instead of spinning until its deadline.
+    fake.store.createObject("deployments", {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: "vllm", namespace: "ai-apps" },
+      spec: {
+        replicas: 0,
+        selector: { matchLabels: { app: "vllm" } },
+        template: { metadata: { labels: { app: "vllm" } }, spec: { containers: [{ name: "vllm", image: "x" }] } },
+      },
+    }, "ai-apps");
+    const started = Date.now();
+    await assert.rejects(
+      client.waitReady({ deadline: Date.now() + 5000 }),
+      (e) => e instanceof BackendError && e.kind === "forbidden" && /watch/.test(e.message),
+    );
+    assert.ok(Date.now() - started < 2000, "failed fast");
   }, { fake: { role: { ...role, rules: rules as never[] } }, checkCalls: false });
 });

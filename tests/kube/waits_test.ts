@@ -26,7 +26,7 @@ Deno.test("waitReady resolves with the Ready pod; waitGone once it is deleted", 
     await env.client.waitGone({ deadline: Date.now() + 5000 });
     assert.equal(env.fake.kubelet.pods().length, 0);
     assert.equal(env.fake.kubelet.gpusInUse(), 0);
-  }, { fake: { timing: { ...FAST, readyMs: 100 } } });
+  }, { fake: { timing: { ...FAST, readyMs: 500 } } });
 });
 
 Deno.test("waitGone resolves at once when no pod exists, and when the Deployment does not exist", async () => {
@@ -52,7 +52,7 @@ Deno.test("a dropped watch is re-established and the wait still sees the pod bec
     assert.match(pod, /^vllm-/);
     const watches = env.fake.calls.filter((c) => c.verb === "watch" && c.resource === "pods");
     assert.ok(watches.length >= 2, `watch re-established (${watches.length} watches)`);
-  }, { fake: { timing: { ...FAST, readyMs: 300 } } });
+  }, { fake: { timing: { ...FAST, readyMs: 1500 } } });
 });
 
 Deno.test("a 410 Gone watch makes the wait list again from scratch", async () => {
@@ -64,7 +64,7 @@ Deno.test("a 410 Gone watch makes the wait list again from scratch", async () =>
     const lists = env.fake.calls.filter((c) => c.verb === "list" && c.resource === "pods");
     assert.ok(lists.length >= 2, `re-listed after 410 (${lists.length} lists)`);
     assert.ok(env.fake.calls.some((c) => c.verb === "watch" && c.status === 410));
-  }, { fake: { timing: { ...FAST, readyMs: 100 } } });
+  }, { fake: { timing: { ...FAST, readyMs: 500 } } });
 });
 
 Deno.test("a watch resumed from a compacted resourceVersion (410 Expired) re-lists and misses nothing", async () => {

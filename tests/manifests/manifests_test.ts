@@ -85,9 +85,14 @@ Deno.test("the CRD's spec schema is structural and generated from ModelSpecSchem
       typeof node.type === "string" || node["x-kubernetes-preserve-unknown-fields"] === true,
       `${path} has no type`,
     );
-    assert.ok(!(node.properties && node.additionalProperties !== undefined), `${path}: properties + additionalProperties`);
+    assert.ok(
+      !(node.properties && node.additionalProperties !== undefined),
+      `${path}: properties + additionalProperties`,
+    );
     assert.notEqual(node.additionalProperties, false, `${path}: additionalProperties: false`);
-    for (const banned of ["$schema", "propertyNames", "$ref", "definitions"]) assert.ok(!(banned in node), `${path}.${banned}`);
+    for (const banned of ["$schema", "propertyNames", "$ref", "definitions"]) {
+      assert.ok(!(banned in node), `${path}.${banned}`);
+    }
     if (typeof node.maximum === "number") assert.ok(node.maximum < Number.MAX_SAFE_INTEGER, `${path}: maximum noise`);
     for (const [name, child] of Object.entries((node.properties ?? {}) as Record<string, Record<string, unknown>>)) {
       visit(child, `${path}.${name}`);
@@ -109,7 +114,11 @@ Deno.test("the CRD's spec schema is structural and generated from ModelSpecSchem
   assert.deepEqual(root.required, ["spec"]);
   const version = (crd.spec as unknown as { versions: Record<string, unknown>[] }).versions[0];
   assert.deepEqual(version.subresources, { status: {} });
-  assert.deepEqual((version.additionalPrinterColumns as { name: string }[]).map((c) => c.name), ["Model", "Served", "Age"]);
+  assert.deepEqual((version.additionalPrinterColumns as { name: string }[]).map((c) => c.name), [
+    "Model",
+    "Served",
+    "Age",
+  ]);
 });
 
 Deno.test("the Role is generated from API_CALLS, subresources included", () => {
@@ -123,10 +132,13 @@ Deno.test("the Role is generated from API_CALLS, subresources included", () => {
     for (const verb of call.verbs) assert.ok(rule.verbs.includes(verb), `${resource} ${verb}`);
   }
   assert.ok(rules.every((r) => !r.verbs.includes("*") && !r.resources.includes("*")), "least privilege");
-  assert.deepEqual(roleRules([
-    { group: "", resource: "pods", verbs: ["get"], why: "" },
-    { group: "", resource: "pods", verbs: ["get", "list"], why: "" },
-  ]), [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list"] }]);
+  assert.deepEqual(
+    roleRules([
+      { group: "", resource: "pods", verbs: ["get"], why: "" },
+      { group: "", resource: "pods", verbs: ["get", "list"], why: "" },
+    ]),
+    [{ apiGroups: [""], resources: ["pods"], verbs: ["get", "list"] }],
+  );
 });
 
 Deno.test("vLLM objects: ConfigMap consumed without a shell, Deployment and Service as designed", async () => {

@@ -14,7 +14,8 @@ Deno.test("every ModelSpec field is either a vLLM flag or a known non-flag field
   const covered = new Set<string>([...VLLM_FLAGS.map((f) => f.field), ...NON_FLAG_FIELDS]);
   assert.deepEqual([...covered].sort(), Object.keys(ModelSpecSchema.shape).sort());
   for (const { field, kind } of VLLM_FLAGS) {
-    const def = (ModelSpecSchema.shape as unknown as Record<string, { unwrap(): { _zod: { def: { type: string } } } }>)[field];
+    const def =
+      (ModelSpecSchema.shape as unknown as Record<string, { unwrap(): { _zod: { def: { type: string } } } }>)[field];
     assert.equal(def.unwrap()._zod.def.type === "boolean", kind === "switch", field);
   }
 });
@@ -29,7 +30,10 @@ Deno.test("booleans emit their flag only when true", () => {
     enableAutoToolChoice: false,
   });
   assert.deepEqual(args, ["--enable-chunked-prefill"]);
-  assert.equal(engineConfig({ modelName: "org/m", trustRemoteCode: false }, { port: 8000 })["trust-remote-code"], undefined);
+  assert.equal(
+    engineConfig({ modelName: "org/m", trustRemoteCode: false }, { port: 8000 })["trust-remote-code"],
+    undefined,
+  );
 });
 
 Deno.test("CLI form: values, switches, then extraArgs verbatim", () => {

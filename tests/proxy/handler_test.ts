@@ -283,7 +283,7 @@ Deno.test("held request: waits in acquire, forwarded once granted; heldMs logged
   }
 });
 
-Deno.test("rejections: 429 and 503 with Retry-After, 504 hold timeout, counted by reason", async (t) => {
+Deno.test("rejections: 429 and 503 with Retry-After, 504 hold timeout, not counted twice", async (t) => {
   const p = await startProxy(SWITCH);
   try {
     const cases: [Rejection, string][] = [
@@ -303,7 +303,9 @@ Deno.test("rejections: 429 and 503 with Retry-After, 504 hold timeout, counted b
           res.headers.get("retry-after"),
           rejection.retryAfter === undefined ? null : String(rejection.retryAfter),
         );
-        assert.equal(p.metrics.rejectedRequestsTotal.get({ reason }), 1);
+        // The scaler counts its rejections (under their code); the proxy must not count them again.
+        assert.equal(p.metrics.rejectedRequestsTotal.get({ reason }), 0);
+        assert.equal(p.metrics.requestsTotal.get({ model: "llama", code: String(rejection.status) }), 1);
       });
     }
     assert.equal(p.upstream.requests.length, 0);

@@ -77,7 +77,7 @@ Deno.test("heartbeats then a rejection: one OpenAI error event the SDK raises", 
       () => done,
       (e: unknown) => e instanceof OpenAI.APIError && /CrashLoopBackOff/.test(e.message),
     );
-    assert.equal(p.metrics.rejectedRequestsTotal.get({ reason: "unavailable" }), 1);
+    assert.equal(p.metrics.rejectedRequestsTotal.get({ reason: "model_unavailable" }), 0); // the scaler counts it
     assert.equal(p.logs.find((l) => l.msg === "request")!.status, 503);
     assert.equal(p.upstream.requests.length, 0);
   } finally {

@@ -27,6 +27,7 @@ import { type OpenWatch, openWatch } from "./fake_kube/watch.ts";
 import { applyDefaults } from "./fake_kube/defaults.ts";
 import { validateObject } from "./fake_kube/validate.ts";
 import { toTable, wantsTable } from "./fake_kube/table.ts";
+import { TcpRelay } from "./fake_kube/tcp_proxy.ts";
 
 export type { PolicyRuleLike, RoleLike } from "./fake_kube/rbac.ts";
 export type { ResourceName } from "./fake_kube/resources.ts";
@@ -83,11 +84,14 @@ export interface CallMatch {
 
 /** Fault injection. */
 export interface FakeKubeFaults {
-  /** The next `count` (default 1) matching calls fail with `status` (a Status body). */
+  /**
+   * The next `count` (default 1) matching calls fail with `status` (a Status body); status 0 resets the
+   * connection instead (the client sees a network error).
+   */
   failNext(match: CallMatch, status: number, count?: number): void;
   /** Adds `ms` of latency before matching calls (all when no match). */
   latency(ms: number, match?: CallMatch): void;
-  /** Breaks open watch streams (of one resource, or all) abruptly. */
+  /** Ends open watch streams (of one resource, or all) at once, with no final event (client-node: done(null)). */
   dropWatches(resource?: string): void;
   /** Running pods never turn Ready while on. */
   podNeverReady(on: boolean): void;
@@ -133,7 +137,7 @@ export interface FakeKube {
   faults: FakeKubeFaults;
   kubelet: { gpusInUse(): number; pods(): Pod[]; hookErrors: unknown[] };
   /**
-   * Resolves once `check()` is true, re-checking on every stored change (no
+   * Resolves once `check()` is true, re-checking on every stored change and every served call (no
    * polling); rejects after `timeoutMs` (default 5000) with `what` in the message.
    */
   until(check: () => boolean, timeoutMs?: number, what?: string): Promise<void>;
@@ -250,6 +254,7 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
   });
   const handlers = new ResourceHandlers(store, cluster);
   const calls: CallRecord[] = [];
+  const callListeners = new Set<() => void>();
   const watches = new Set<OpenWatch>();
   const failRules: FailRule[] = [];
   const latencies: { ms: number; match?: CallMatch }[] = [];
@@ -382,7 +387,12 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
     status: { phase: "Active" },
   });
 
-  const serveResource = async (req: Request, url: URL, route: Route, call: Omit<CallRecord, "status">) => {
+  const serveResource = async (
+    req: Request,
+    url: URL,
+    route: Route,
+    call: Omit<CallRecord, "status">,
+  ) => {
     if (
       route.group === "authorization.k8s.io" && route.version === "v1" && route.resource === "selfsubjectaccessreviews"
     ) {
@@ -409,7 +419,11 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
       throw new ApiError(404, "NotFound", "the server could not find the requested resource");
     }
     const verb = call.verb!;
-    if (!route.namespace && !(verb === "list" || verb === "watch")) {
+    const clusterScoped = info.namespaced === false;
+    if (clusterScoped && route.namespace) {
+      throw new ApiError(404, "NotFound", "the server could not find the requested resource");
+    }
+    if (!clusterScoped && !route.namespace && !(verb === "list" || verb === "watch")) {
       throw new ApiError(404, "NotFound", "the server could not find the requested resource");
     }
     if (route.subresource && !["get", "update", "patch"].includes(verb)) {
@@ -484,7 +498,7 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
     }
   };
 
-  const handle = async (req: Request): Promise<Response> => {
+  const handle = async (req: Request, connectionPort: number): Promise<Response> => {
     const url = new URL(req.url);
     const route = parseRoute(url.pathname);
     const call: Omit<CallRecord, "status"> = {
@@ -509,7 +523,12 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
       }
       if (closing) throw new ApiError(503, "ServiceUnavailable", "the fake API server is shutting down");
       const rule = failRules.find((r) => r.remaining > 0 && matchesCall(r.match, call));
-      if (rule) {
+      if (rule && rule.status === 0) {
+        rule.remaining--;
+        relay.reset(connectionPort);
+        await req.body?.cancel();
+        response = new Response(null, { status: 502 });
+      } else if (rule) {
         rule.remaining--;
         const retry = rule.status === 429 || rule.status === 503 ? { "retry-after": "1" } : undefined;
         const reason = REASONS[rule.status] ?? "InternalError";
@@ -543,11 +562,17 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
       }
     }
     calls.push({ ...call, status: response.status });
+    for (const listener of [...callListeners]) listener();
     return response;
   };
 
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handle);
-  const url = `http://127.0.0.1:${server.addr.port}`;
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (req, info) => handle(req, (info.remoteAddr as Deno.NetAddr).port),
+  );
+  // Clients connect through a relay so that faults can break connections abruptly.
+  const relay = new TcpRelay(server.addr.port);
+  const url = `http://127.0.0.1:${relay.port}`;
   const kubeconfigPath = await Deno.makeTempFile({ prefix: "fake-kube-", suffix: ".yaml" });
   await Deno.writeTextFile(
     kubeconfigPath,
@@ -603,15 +628,18 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
     },
   };
 
+  const scoped = (resource: ResourceName, ns: string) => RESOURCES[resource].namespaced === false ? "" : ns;
   const facade: FakeKubeStore = {
-    getObject: (resource, name, ns = namespace) => store.get(resource, ns, name),
-    listObjects: (resource, ns = namespace) => store.list(resource, ns),
+    getObject: (resource, name, ns = namespace) => store.get(resource, scoped(resource, ns), name),
+    listObjects: (resource, ns = namespace) => store.list(resource, scoped(resource, ns)),
     createObject(resource, obj, ns = namespace) {
       const info = RESOURCES[resource];
       const copy = structuredClone(obj);
       copy.apiVersion ??= info.group ? `${info.group}/${info.version}` : info.version;
       copy.kind ??= info.kind;
+      ns = scoped(resource, ns);
       copy.metadata = { ...(copy.metadata ?? {}), namespace: ns };
+      if (!ns) delete copy.metadata.namespace;
       validateObject(info, copy);
       if (store.get(resource, ns, copy.metadata.name)) {
         throw new ApiError(409, "AlreadyExists", `${resource} "${copy.metadata.name}" already exists`);
@@ -624,14 +652,16 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
       return store.insert(resource, copy);
     },
     updateObject(resource, obj, ns = namespace) {
+      ns = scoped(resource, ns);
       const current = store.get(resource, ns, obj?.metadata?.name);
       if (!current) throw new ApiError(404, "NotFound", `${resource} "${obj?.metadata?.name}" not found`);
       const copy = structuredClone(obj);
-      copy.metadata = { ...current.metadata, ...copy.metadata, namespace: ns, uid: current.metadata.uid };
+      copy.metadata = { ...current.metadata, ...copy.metadata, uid: current.metadata.uid };
+      if (ns) copy.metadata.namespace = ns;
       return store.replace(resource, copy);
     },
     deleteObject(resource, name, ns = namespace, gracePeriodSeconds) {
-      handlers.deleteObject(RESOURCES[resource], ns, name, gracePeriodSeconds);
+      handlers.deleteObject(RESOURCES[resource], scoped(resource, ns), name, gracePeriodSeconds);
     },
     compact: () => store.compact(),
     resourceVersion: () => String(store.resourceVersion),
@@ -662,12 +692,18 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
           unsubscribe();
           reject(new Error(`fake kube: timed out after ${timeoutMs} ms waiting for ${what}`));
         }, timeoutMs);
-        unsubscribe = store.subscribe(() => {
+        const recheck = () => {
           if (!check()) return;
           clearTimeout(timer);
           unsubscribe();
           resolve();
-        });
+        };
+        const unsubscribeStore = store.subscribe(recheck);
+        callListeners.add(recheck);
+        unsubscribe = () => {
+          unsubscribeStore();
+          callListeners.delete(recheck);
+        };
       });
     },
     async close() {
@@ -680,6 +716,7 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
       sleeps.clear();
       for (const w of [...watches]) w.close();
       cluster.close();
+      await relay.close();
       await server.shutdown();
       await Deno.remove(kubeconfigPath).catch(() => {});
     },

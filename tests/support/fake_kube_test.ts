@@ -323,7 +323,9 @@ Deno.test("scale subresource: GET Scale, PATCH/PUT set replicas, stale PUT confl
 
 Deno.test("selectors: labelSelector operators and fieldSelector on list", async () => {
   await withKube({}, async (kube) => {
-    for (const [name, labels] of [["a", { app: "x", tier: "1" }], ["b", { app: "y" }], ["c", { other: "z" }]] as const) {
+    for (
+      const [name, labels] of [["a", { app: "x", tier: "1" }], ["b", { app: "y" }], ["c", { other: "z" }]] as const
+    ) {
       kube.store.createObject("configmaps", { metadata: { name, labels } });
     }
     const names = async (query: string) =>
@@ -398,7 +400,7 @@ Deno.test("watch: replay from resourceVersion, 410 after compaction, selector tr
   });
 });
 
-Deno.test("watch: dropWatches breaks client-node watches; done callback gets an error", async () => {
+Deno.test("watch: dropWatches ends client-node watches; a reset connection is a network error", async () => {
   await withKube({}, async (kube) => {
     const watch = new Watch(kube.kubeConfig());
     let doneResolve!: (err: unknown) => void;
@@ -413,10 +415,16 @@ Deno.test("watch: dropWatches breaks client-node watches; done callback gets an 
     kube.store.createObject("configmaps", { metadata: { name: "x" } });
     await firstSeen;
     kube.faults.dropWatches("configmaps");
-    const err = await done;
-    assert.ok(err, "the done callback reports the broken stream");
+    await done;
     assert.deepEqual(seen, ["ADDED:x"]);
     controller.abort();
+    const core = kube.kubeConfig().makeApiClient(CoreV1Api);
+    kube.faults.failNext({ resource: "configmaps", verb: "get" }, 0);
+    await assert.rejects(
+      core.readNamespacedConfigMap({ name: "x", namespace: NS }),
+      (err: any) => err.code === undefined,
+    );
+    assert.equal((await core.readNamespacedConfigMap({ name: "x", namespace: NS })).metadata?.name, "x");
   });
 });
 
@@ -473,7 +481,10 @@ Deno.test("scheduler: a new GPU pod stays Pending/Unschedulable while the old on
     kube.store.createObject("deployments", deployment("vllm", 1));
     await kube.until(() => podsOf(kube).some(isReady), 5000, "first pod Ready");
     const old = podsOf(kube)[0];
-    kube.store.updateObject("deployments", { ...kube.store.getObject("deployments", "vllm"), spec: { ...kube.store.getObject("deployments", "vllm").spec, replicas: 0 } });
+    kube.store.updateObject("deployments", {
+      ...kube.store.getObject("deployments", "vllm"),
+      spec: { ...kube.store.getObject("deployments", "vllm").spec, replicas: 0 },
+    });
     await kube.until(() => podsOf(kube).some((p) => p.metadata.deletionTimestamp), 2000, "old terminating");
     const d = kube.store.getObject("deployments", "vllm");
     kube.store.updateObject("deployments", { ...d, spec: { ...d.spec, replicas: 1 } });
@@ -505,7 +516,9 @@ Deno.test("Recreate: a template change deletes old pods before creating new ones
     await kube.until(() => podsOf(kube).some(isReady), 5000);
     const old = podsOf(kube)[0];
     const seenTogether: boolean[] = [];
-    const watch = await fetch(`${kube.url}/api/v1/namespaces/${NS}/pods?watch=true&resourceVersion=${kube.store.resourceVersion()}`);
+    const watch = await fetch(
+      `${kube.url}/api/v1/namespaces/${NS}/pods?watch=true&resourceVersion=${kube.store.resourceVersion()}`,
+    );
     const patched = await api(
       kube,
       "PATCH",
@@ -682,7 +695,10 @@ Deno.test("VLLMModel: validated against the schema (422 with causes); fieldValid
     assert.equal(bad.body.reason, "Invalid");
     assert.match(bad.body.message, /^VLLMModel\.vllm\.efortin\.github\.io "bad" is invalid: /);
     const fields = bad.body.details.causes.map((c: any) => [c.field, c.reason]);
-    assert.deepEqual(fields.sort(), [["spec.dtype", "FieldValueNotSupported"], ["spec.maxModelLen", "FieldValueInvalid"]]);
+    assert.deepEqual(fields.sort(), [["spec.dtype", "FieldValueNotSupported"], [
+      "spec.maxModelLen",
+      "FieldValueInvalid",
+    ]]);
 
     const unknown = {
       apiVersion: "vllm.efortin.github.io/v1alpha1",
@@ -729,5 +745,90 @@ Deno.test("discovery, auth and unknown routes", async () => {
     await wrongToken.body?.cancel();
     assert.equal((await api(kube, "GET", "/apis/apps/v1/namespaces/ai-apps/replicasets")).status, 404);
     assert.equal((await api(kube, "GET", "/nope")).status, 404);
+  });
+});
+
+Deno.test("RBAC: the Role generated from API_CALLS allows every listed call and nothing else", async () => {
+  const { roleRules } = await import("../../lib/manifests/rbac.ts");
+  const { API_CALLS } = await import("../../lib/kube/api_calls.ts");
+  await withKube({ role: { metadata: { name: "vllm-chill", namespace: NS }, rules: roleRules() } }, async (kube) => {
+    const authz = kube.kubeConfig().makeApiClient(AuthorizationV1Api);
+    for (const call of API_CALLS) {
+      for (const verb of call.verbs) {
+        const review = await authz.createSelfSubjectAccessReview({
+          body: {
+            spec: {
+              resourceAttributes: {
+                namespace: NS,
+                verb,
+                group: call.group,
+                resource: call.resource,
+                subresource: call.subresource,
+              },
+            },
+          },
+        });
+        assert.equal(review.status?.allowed, true, `${verb} ${call.resource}/${call.subresource ?? ""}`);
+      }
+    }
+    const denied = await authz.createSelfSubjectAccessReview({
+      body: { spec: { resourceAttributes: { namespace: NS, verb: "delete", group: "apps", resource: "deployments" } } },
+    });
+    assert.equal(denied.status?.allowed, false);
+  });
+});
+
+Deno.test("list pagination: limit + continue; an expired continue token is 410", async () => {
+  await withKube({}, async (kube) => {
+    for (const name of ["a", "b", "c", "d", "e"]) kube.store.createObject("configmaps", { metadata: { name } });
+    const first = await api(kube, "GET", `${CM_PATH}?limit=2`);
+    assert.deepEqual(first.body.items.map((i: any) => i.metadata.name), ["a", "b"]);
+    assert.equal(first.body.metadata.remainingItemCount, 3);
+    kube.store.createObject("configmaps", { metadata: { name: "f" } });
+    const second = await api(
+      kube,
+      "GET",
+      `${CM_PATH}?limit=2&continue=${encodeURIComponent(first.body.metadata.continue)}`,
+    );
+    assert.deepEqual(second.body.items.map((i: any) => i.metadata.name), ["c", "d"]);
+    assert.equal(second.body.metadata.resourceVersion, first.body.metadata.resourceVersion, "a consistent snapshot");
+    const third = await api(
+      kube,
+      "GET",
+      `${CM_PATH}?limit=2&continue=${encodeURIComponent(second.body.metadata.continue)}`,
+    );
+    assert.deepEqual(third.body.items.map((i: any) => i.metadata.name), ["e"]);
+    assert.equal(third.body.metadata.continue, undefined);
+    const again = await api(kube, "GET", `${CM_PATH}?limit=1`);
+    kube.store.createObject("configmaps", { metadata: { name: "g" } });
+    kube.store.compact();
+    const expired = await api(
+      kube,
+      "GET",
+      `${CM_PATH}?limit=1&continue=${encodeURIComponent(again.body.metadata.continue)}`,
+    );
+    assert.equal(expired.status, 410);
+    assert.equal(expired.body.reason, "Expired");
+  });
+});
+
+Deno.test("kubelet: a failing onPodStart shows CreateContainerError and is retried", async () => {
+  let attempts = 0;
+  await withKube({
+    onPodStart: () => {
+      attempts++;
+      if (attempts === 1) throw new Error("fake vLLM failed to spawn");
+    },
+  }, async (kube) => {
+    kube.store.createObject("deployments", deployment("vllm", 1, 0));
+    await kube.until(
+      () =>
+        podsOf(kube).some((p) => p.status.containerStatuses?.[0]?.state?.waiting?.reason === "CreateContainerError"),
+      3000,
+      "CreateContainerError",
+    );
+    await kube.until(() => podsOf(kube).some(isReady), 3000, "Ready after the retry");
+    assert.equal(attempts, 2);
+    assert.equal(kube.kubelet.hookErrors.length, 1);
   });
 });

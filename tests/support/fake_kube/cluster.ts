@@ -318,7 +318,21 @@ export class Cluster {
     rt.crashing = false;
     if (!rt.started) {
       rt.started = true;
-      await this.#opts.onPodStart?.(structuredClone(pod));
+      try {
+        await this.#opts.onPodStart?.(structuredClone(pod));
+      } catch (err) {
+        // The container could not start: the kubelet reports it and retries later.
+        this.hookErrors.push(err);
+        rt.started = false;
+        const failed = this.#fresh(namespace, name, uid);
+        if (!failed || failed.metadata.deletionTimestamp) return;
+        for (const cs of failed.status.containerStatuses ?? []) {
+          cs.state = { waiting: { reason: "CreateContainerError", message: String((err as Error)?.message ?? err) } };
+        }
+        this.#store.replace("pods", failed);
+        this.#after(Math.max(this.#opts.timing.startMs, 50), () => this.#startContainers(namespace, name, uid));
+        return;
+      }
       pod = this.#fresh(namespace, name, uid);
       if (!pod || pod.metadata.deletionTimestamp) return;
     }

@@ -113,6 +113,9 @@ function selectorText(selector: any): string {
 export class ResourceHandlers {
   readonly #store: ObjectStore;
   readonly #cluster: Cluster;
+  /** Remaining items of paginated lists, by continue token. */
+  readonly #snapshots = new Map<string, { rv: string; items: any[] }>();
+  #snapshotSeq = 0;
 
   constructor(store: ObjectStore, cluster: Cluster) {
     this.#store = store;
@@ -143,15 +146,39 @@ export class ResourceHandlers {
 
   /** LIST. */
   list(req: ResourceRequest, namespace: string | undefined): Result {
-    const items = this.matching(req, namespace).map((o) => req.info.custom ? withTypeMeta(req.info, o) : o);
+    const limitText = req.query.get("limit");
+    const token = req.query.get("continue");
+    let items: any[];
+    let rv = String(this.#store.resourceVersion);
+    if (token) {
+      const snapshot = this.#snapshots.get(token);
+      if (!snapshot || Number(snapshot.rv) < this.#store.compactedResourceVersion) {
+        throw new ApiError(
+          410,
+          "Expired",
+          "The provided continue parameter is too old to display a consistent list result. You can start a new " +
+            "list without the continue parameter.",
+        );
+      }
+      items = snapshot.items;
+      rv = snapshot.rv;
+    } else {
+      items = this.matching(req, namespace).map((o) => req.info.custom ? withTypeMeta(req.info, o) : o);
+    }
+    const metadata: Record<string, unknown> = { resourceVersion: rv };
+    const limit = limitText === null ? 0 : Number(limitText);
+    if (limit > 0 && items.length > limit) {
+      const next = `${rv}-${++this.#snapshotSeq}`;
+      const nextToken = btoa(JSON.stringify({ rv, next }));
+      this.#snapshots.set(nextToken, { rv, items: items.slice(limit) });
+      if (this.#snapshots.size > 100) this.#snapshots.delete(this.#snapshots.keys().next().value!);
+      metadata.continue = nextToken;
+      metadata.remainingItemCount = items.length - limit;
+      items = items.slice(0, limit);
+    }
     return {
       status: 200,
-      body: {
-        kind: `${req.info.kind}List`,
-        apiVersion: apiVersionOf(req.info),
-        metadata: { resourceVersion: String(this.#store.resourceVersion) },
-        items,
-      },
+      body: { kind: `${req.info.kind}List`, apiVersion: apiVersionOf(req.info), metadata, items },
     };
   }
 
@@ -165,6 +192,7 @@ export class ResourceHandlers {
   #createObject(req: ResourceRequest, obj: any, warningsIn: string[] = []): Result {
     const info = req.info;
     obj.metadata ??= {};
+    if (info.namespaced === false) delete obj.metadata.namespace;
     if (obj.metadata.namespace && obj.metadata.namespace !== req.namespace) {
       throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
     }
@@ -179,7 +207,7 @@ export class ResourceHandlers {
       obj.metadata.name = `${obj.metadata.generateName}${randomSuffix(5)}`;
     }
     const warnings = [...warningsIn, ...checkUnknownFields(info, obj, req.query.get("fieldValidation"))];
-    obj.metadata.namespace = req.namespace;
+    if (info.namespaced !== false) obj.metadata.namespace = req.namespace;
     for (const key of ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"]) {
       delete obj.metadata[key];
     }
@@ -213,6 +241,7 @@ export class ResourceHandlers {
     const info = req.info;
     if (!next || typeof next !== "object" || Array.isArray(next)) throw badRequest("the body must be an object");
     next.metadata ??= {};
+    if (info.namespaced === false) delete next.metadata.namespace;
     if (next.metadata.name !== undefined && next.metadata.name !== req.name) {
       throw badRequest(
         `the name of the object (${next.metadata.name}) does not match the name on the URL (${req.name})`,
@@ -248,7 +277,7 @@ export class ResourceHandlers {
     obj.kind ??= info.kind;
     const meta = obj.metadata;
     meta.name = req.name;
-    meta.namespace = req.namespace;
+    if (info.namespaced !== false) meta.namespace = req.namespace;
     meta.uid = current.metadata.uid;
     meta.creationTimestamp = current.metadata.creationTimestamp;
     if (current.metadata.deletionTimestamp) {

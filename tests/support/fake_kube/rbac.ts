@@ -79,7 +79,7 @@ export function forbidden(a: Attributes): ApiError {
     403,
     "Forbidden",
     `${subject} is forbidden: User "${FAKE_USER}" cannot ${a.verb} resource "${resource}" in API group "${a.group}" ` +
-      `in the namespace "${a.namespace}"`,
+      (a.namespace ? `in the namespace "${a.namespace}"` : "at the cluster scope"),
     details,
   );
 }

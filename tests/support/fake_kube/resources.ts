@@ -5,8 +5,20 @@
  * @module
  */
 
+import { vllmModelCrd } from "./crd_schema.ts";
+
 /** Resources the store can hold. */
-export type ResourceName = "configmaps" | "services" | "pods" | "deployments" | "leases" | "vllmmodels";
+export type ResourceName =
+  | "configmaps"
+  | "services"
+  | "pods"
+  | "deployments"
+  | "leases"
+  | "vllmmodels"
+  | "serviceaccounts"
+  | "roles"
+  | "rolebindings"
+  | "customresourcedefinitions";
 
 /** One served resource. */
 export interface ResourceInfo {
@@ -24,7 +36,13 @@ export interface ResourceInfo {
   /** Top-level fields the type declares. */
   fields: string[];
   categories?: string[];
+  /** False for cluster-scoped resources (default true). */
+  namespaced?: boolean;
+  /** A CRD's additionalPrinterColumns. */
+  printerColumns?: { name: string; type: string; jsonPath: string; priority?: number; format?: string }[];
 }
+
+const CRD = vllmModelCrd();
 
 const ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
@@ -95,14 +113,65 @@ export const RESOURCES: Record<ResourceName, ResourceInfo> = {
   },
   vllmmodels: {
     name: "vllmmodels",
-    group: "vllm.efortin.github.io",
-    version: "v1alpha1",
-    kind: "VLLMModel",
-    singular: "vllmmodel",
+    group: CRD.group,
+    version: CRD.version.name,
+    kind: CRD.names.kind,
+    singular: CRD.names.singular,
+    shortNames: CRD.names.shortNames ?? [],
+    subresources: CRD.version.subresources?.status ? ["status"] : [],
+    statusSubresource: !!CRD.version.subresources?.status,
+    custom: true,
+    fields: ["apiVersion", "kind", "metadata", "spec", "status"],
+    categories: CRD.names.categories,
+    printerColumns: CRD.version.additionalPrinterColumns,
+  },
+  serviceaccounts: {
+    name: "serviceaccounts",
+    group: "",
+    version: "v1",
+    kind: "ServiceAccount",
+    singular: "serviceaccount",
+    shortNames: ["sa"],
+    subresources: [],
+    statusSubresource: false,
+    custom: false,
+    fields: ["apiVersion", "kind", "metadata", "secrets", "imagePullSecrets", "automountServiceAccountToken"],
+  },
+  roles: {
+    name: "roles",
+    group: "rbac.authorization.k8s.io",
+    version: "v1",
+    kind: "Role",
+    singular: "role",
     shortNames: [],
+    subresources: [],
+    statusSubresource: false,
+    custom: false,
+    fields: ["apiVersion", "kind", "metadata", "rules"],
+  },
+  rolebindings: {
+    name: "rolebindings",
+    group: "rbac.authorization.k8s.io",
+    version: "v1",
+    kind: "RoleBinding",
+    singular: "rolebinding",
+    shortNames: [],
+    subresources: [],
+    statusSubresource: false,
+    custom: false,
+    fields: ["apiVersion", "kind", "metadata", "subjects", "roleRef"],
+  },
+  customresourcedefinitions: {
+    name: "customresourcedefinitions",
+    group: "apiextensions.k8s.io",
+    version: "v1",
+    kind: "CustomResourceDefinition",
+    singular: "customresourcedefinition",
+    shortNames: ["crd", "crds"],
     subresources: ["status"],
     statusSubresource: true,
-    custom: true,
+    custom: false,
+    namespaced: false,
     fields: ["apiVersion", "kind", "metadata", "spec", "status"],
   },
 };
@@ -149,7 +218,7 @@ export function apiResourceList(group: string, version: string) {
     const entry: Record<string, unknown> = {
       name: r.name,
       singularName: r.singular,
-      namespaced: true,
+      namespaced: r.namespaced !== false,
       kind: r.kind,
       verbs: ALL_VERBS,
     };
@@ -160,7 +229,7 @@ export function apiResourceList(group: string, version: string) {
       const subEntry: Record<string, unknown> = {
         name: `${r.name}/${sub}`,
         singularName: "",
-        namespaced: true,
+        namespaced: r.namespaced !== false,
         kind: r.kind,
         verbs: ["get", "patch", "update"],
       };
@@ -190,6 +259,8 @@ export const API_GROUPS: { name: string; version: string }[] = [
   { name: "apps", version: "v1" },
   { name: "coordination.k8s.io", version: "v1" },
   { name: "authorization.k8s.io", version: "v1" },
+  { name: "rbac.authorization.k8s.io", version: "v1" },
+  { name: "apiextensions.k8s.io", version: "v1" },
   { name: "vllm.efortin.github.io", version: "v1alpha1" },
 ];
 
@@ -262,7 +333,7 @@ export function openApiGroupVersion(group: string, version: string) {
   const paths: Record<string, unknown> = {};
   for (const r of Object.values(RESOURCES)) {
     if (r.group !== group || r.version !== version) continue;
-    const base = `${prefix}/namespaces/{namespace}/${r.name}`;
+    const base = r.namespaced === false ? `${prefix}/${r.name}` : `${prefix}/namespaces/{namespace}/${r.name}`;
     const extension = { "x-kubernetes-group-version-kind": gvk(group, version, r.kind) };
     const op = (action: string) => ({
       ...extension,

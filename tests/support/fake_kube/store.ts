@@ -57,6 +57,11 @@ export class ObjectStore {
     return this.#rv;
   }
 
+  /** Watches and continue tokens older than this resourceVersion are expired. */
+  get compactedResourceVersion(): number {
+    return this.#compactedRv;
+  }
+
   /** Next uid. */
   newUid(): string {
     this.#uid++;
@@ -75,14 +80,14 @@ export class ObjectStore {
     const out: any[] = [];
     for (const obj of this.#objects.values()) {
       if (obj.__resource !== resource) continue;
-      if (namespace !== undefined && obj.metadata.namespace !== namespace) continue;
+      if (namespace !== undefined && (obj.metadata.namespace ?? "") !== namespace) continue;
       out.push(structuredClone(obj));
     }
     return out
       .sort((a, b) =>
-        a.metadata.namespace === b.metadata.namespace
+        (a.metadata.namespace ?? "") === (b.metadata.namespace ?? "")
           ? a.metadata.name.localeCompare(b.metadata.name)
-          : a.metadata.namespace.localeCompare(b.metadata.namespace)
+          : (a.metadata.namespace ?? "").localeCompare(b.metadata.namespace ?? "")
       )
       .map(strip);
   }
@@ -114,7 +119,7 @@ export class ObjectStore {
 
   #write(type: EventType, resource: ResourceName, obj: any): any {
     const meta = obj.metadata;
-    const key = this.#key(resource, meta.namespace, meta.name);
+    const key = this.#key(resource, meta.namespace ?? "", meta.name);
     const previous = this.#objects.get(key);
     meta.resourceVersion = String(++this.#rv);
     const stored = structuredClone(strip(obj));
@@ -124,7 +129,7 @@ export class ObjectStore {
       rv: this.#rv,
       type,
       resource,
-      namespace: meta.namespace,
+      namespace: meta.namespace ?? "",
       object: structuredClone(strip(stored)),
       previous: previous ? strip(structuredClone(previous)) : undefined,
     });

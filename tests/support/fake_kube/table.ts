@@ -186,14 +186,66 @@ function columnsFor(info: ResourceInfo): { columns: Column[]; cells: (o: any) =>
           age(c),
         ],
       };
+    case "customresourcedefinitions":
+    case "roles":
+      return {
+        columns: [name, col("Created At", "date")],
+        cells: (o) => [o.metadata.name, o.metadata.creationTimestamp],
+      };
+    case "serviceaccounts":
+      return {
+        columns: [name, col("Secrets", "string"), col("Age")],
+        cells: (o) => [o.metadata.name, (o.secrets ?? []).length, age(o)],
+      };
+    case "rolebindings":
+      return {
+        columns: [
+          name,
+          col("Role"),
+          col("Age"),
+          col("Users", "string", 1),
+          col("Groups", "string", 1),
+          col("ServiceAccounts", "string", 1),
+        ],
+        cells: (o) => {
+          const subjects: any[] = o.subjects ?? [];
+          const of = (kind: string) => subjects.filter((x) => x.kind === kind);
+          return [
+            o.metadata.name,
+            `${o.roleRef?.kind}/${o.roleRef?.name}`,
+            age(o),
+            of("User").map((x) => x.name).join(", "),
+            of("Group").map((x) => x.name).join(", "),
+            of("ServiceAccount").map((x) => `${x.namespace ?? ""}/${x.name}`).join(", "),
+          ];
+        },
+      };
     case "leases":
       return {
         columns: [name, col("Holder"), col("Age")],
         cells: (l) => [l.metadata.name, l.spec?.holderIdentity ?? "", age(l)],
       };
-    default:
-      return { columns: [name, col("Age", "date")], cells: (o) => [o.metadata.name, age(o)] };
+    default: {
+      const printer = info.printerColumns ?? [{ name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" }];
+      return {
+        columns: [name, ...printer.map((p) => col(p.name, p.type, p.priority ?? 0, p.format ?? ""))],
+        cells: (o) => [
+          o.metadata.name,
+          ...printer.map((p) => {
+            const v = jsonPath(o, p.jsonPath);
+            if (p.type === "date") return v === undefined ? "<unknown>" : age({ metadata: { creationTimestamp: v } });
+            return v ?? null;
+          }),
+        ],
+      };
+    }
   }
+}
+
+function jsonPath(obj: any, path: string): any {
+  let node = obj;
+  for (const part of path.replace(/^\./, "").split(".")) node = node?.[part];
+  return node;
 }
 
 function rowObject(obj: any, includeObject: string | null): unknown {

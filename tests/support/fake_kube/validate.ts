@@ -7,7 +7,7 @@
  * @module
  */
 // deno-lint-ignore-file no-explicit-any
-import { ModelSpecSchema } from "../../../lib/config/schema.ts";
+import { checkSchema, vllmModelSchema } from "./crd_schema.ts";
 import { ApiError } from "./status.ts";
 import { apiVersionOf, type ResourceInfo } from "./resources.ts";
 
@@ -54,19 +54,8 @@ export function invalid(info: ResourceInfo, name: string, causes: Cause[]): ApiE
  * ```
  */
 export function unknownFields(info: ResourceInfo, obj: any): string[] {
-  const out = Object.keys(obj ?? {}).filter((k) => !info.fields.includes(k));
-  if (info.name === "vllmmodels" && obj?.spec && typeof obj.spec === "object") {
-    const result = ModelSpecSchema.safeParse(obj.spec);
-    if (!result.success) {
-      for (const issue of result.error.issues) {
-        if (issue.code === "unrecognized_keys") {
-          const prefix = ["spec", ...issue.path.map(String)].join(".");
-          for (const key of issue.keys) out.push(`${prefix}.${key}`);
-        }
-      }
-    }
-  }
-  return out;
+  if (info.name === "vllmmodels") return checkSchema(vllmModelSchema(), obj).unknown;
+  return Object.keys(obj ?? {}).filter((k) => !info.fields.includes(k));
 }
 
 /**
@@ -123,46 +112,7 @@ export function checkUnknownFields(info: ResourceInfo, obj: any, mode: string | 
 }
 
 function vllmModelCauses(obj: any): Cause[] {
-  if (obj.spec === undefined || obj.spec === null) {
-    return [{ reason: "FieldValueRequired", message: "Required value", field: "spec" }];
-  }
-  if (typeof obj.spec !== "object" || Array.isArray(obj.spec)) {
-    return [{
-      reason: "FieldValueTypeInvalid",
-      message: `Invalid value: ${show(obj.spec)}: spec in body must be of type object: ${show(typeof obj.spec)}`,
-      field: "spec",
-    }];
-  }
-  const result = ModelSpecSchema.safeParse(obj.spec);
-  if (result.success) return [];
-  const causes: Cause[] = [];
-  for (const issue of result.error.issues) {
-    if (issue.code === "unrecognized_keys") continue;
-    const field = ["spec", ...issue.path.map(String)].join(".");
-    let value: unknown = obj.spec;
-    for (const p of issue.path) value = (value as any)?.[p as any];
-    if (value === undefined) {
-      causes.push({ reason: "FieldValueRequired", message: "Required value", field });
-    } else if (issue.code === "invalid_value") {
-      const supported = (issue.values as unknown[]).map(show).join(", ");
-      causes.push({
-        reason: "FieldValueNotSupported",
-        message: `Unsupported value: ${show(value)}: supported values: ${supported}`,
-        field,
-      });
-    } else if (issue.code === "invalid_type") {
-      causes.push({
-        reason: "FieldValueTypeInvalid",
-        message: `Invalid value: ${show(value)}: ${field} in body must be of type ${issue.expected}: ${
-          show(Array.isArray(value) ? "array" : typeof value)
-        }`,
-        field,
-      });
-    } else {
-      causes.push({ reason: "FieldValueInvalid", message: `Invalid value: ${show(value)}: ${issue.message}`, field });
-    }
-  }
-  return causes;
+  return checkSchema(vllmModelSchema(), obj).causes;
 }
 
 function labelsMatch(selector: any, labels: Record<string, string>): boolean {

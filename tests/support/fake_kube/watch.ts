@@ -113,9 +113,11 @@ export function openWatch(store: ObjectStore, spec: WatchSpec, registry: Set<Ope
     },
     drop() {
       if (ended) return;
+      // Ends the stream without a closing event, as a restarting API server does. (A TCP reset mid-body
+      // is not reported by undici under Deno, so client-node would only notice after its 30 s idle timeout.)
       cleanup();
       try {
-        controller.error(new Error("watch dropped by fault injection"));
+        controller.close();
       } catch { /* already closed */ }
     },
   };

@@ -1,0 +1,359 @@
+/**
+ * `deno task bench [--quick] [--only warm,stream,cold,fanin,memory,kube,profile] [--out FILE] [--no-docs]`
+ *
+ * Starts everything itself on 127.0.0.1 (engines, proxies, nginx, a fake
+ * Kubernetes API server), every loop bounded in count and time, and writes
+ * bench/results/latest.json plus the tables of docs/BENCHMARKS.md. `--quick`
+ * runs a reduced version in under a minute. Nothing here fails on a timing.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { runColdStarts, runFanIn, runSwitches } from "./cold.ts";
+import { runKubeColdAndSwitch } from "./kube.ts";
+import type { LoadTool } from "./load.ts";
+import { runLoad } from "./load.ts";
+import { measureHeld, requestsServed } from "./memory.ts";
+import { ensureNginx, type Nginx, startNginx } from "./nginx.ts";
+import { type Child, childPids, hasProgram, killAll, rssMiB, sleep, spawnLogged } from "./procs.ts";
+import { summariseProfile } from "./profile_summary.ts";
+import { freePort, startProxy } from "./proxy.ts";
+import { measureImports } from "./import_cost.ts";
+import { type BenchResults, evaluateTargets, renderMarkdown, writeMarkdown } from "./report.ts";
+import { runStreaming } from "./stream.ts";
+import { runWarm, WARM_BODY } from "./warm.ts";
+
+const SECTIONS = ["warm", "stream", "cold", "fanin", "memory", "kube", "profile"] as const;
+type Section = typeof SECTIONS[number];
+
+/** Sizes of a run. */
+interface Plan {
+  concurrencies: number[];
+  warmupMs: number;
+  durationMs: number;
+  streams: number;
+  coldStarts: number;
+  switches: number;
+  loadMs: number;
+  fanIn: number;
+  held: number[];
+  leakRequests: number;
+  profileMs: number;
+}
+
+const FULL: Plan = {
+  concurrencies: [1, 16, 64, 256],
+  warmupMs: 1000,
+  durationMs: 5000,
+  streams: 8,
+  coldStarts: 5,
+  switches: 4,
+  loadMs: 500,
+  fanIn: 1000,
+  held: [1000, 10_000],
+  leakRequests: 100_000,
+  profileMs: 5000,
+};
+
+const QUICK: Plan = {
+  concurrencies: [1, 64],
+  warmupMs: 0,
+  durationMs: 1000,
+  streams: 2,
+  coldStarts: 2,
+  switches: 2,
+  loadMs: 200,
+  fanIn: 1000,
+  held: [1000],
+  leakRequests: 0,
+  profileMs: 0,
+};
+
+/**
+ * Runs the benchmark; returns the results (also written to `out` and the docs unless disabled).
+ *
+ * @example
+ * ```ts ignore
+ * import { runBench } from "./main.ts";
+ * const results = await runBench(["--quick", "--no-docs", "--out", "/tmp/bench.json"]);
+ * ```
+ */
+export async function runBench(args: string[]): Promise<BenchResults> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      quick: { type: "boolean", default: false },
+      only: { type: "string" },
+      out: { type: "string", default: new URL("./results/latest.json", import.meta.url).pathname },
+      docs: { type: "string", default: new URL("../docs/BENCHMARKS.md", import.meta.url).pathname },
+      "no-docs": { type: "boolean", default: false },
+      tool: { type: "string" },
+    },
+  });
+  const plan = values.quick ? QUICK : FULL;
+  const only = new Set<Section>(
+    values.only ? values.only.split(",").map((s) => s.trim() as Section) : SECTIONS.filter((s) => s !== "profile" || !values.quick),
+  );
+  for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
+  const started = performance.now();
+  const say = (line: string) => console.error(`[bench ${((performance.now() - started) / 1000).toFixed(1)}s] ${line}`);
+  const dir = await Deno.makeTempDir({ prefix: "vllm-chill-bench-" });
+  const notes: string[] = [];
+  const tool: LoadTool = (values.tool as LoadTool | undefined) ?? (await hasProgram("wrk") ? "wrk" : "autocannon");
+  if (tool === "autocannon") notes.push("wrk is not installed: npm:autocannon (in its own process) generated the load.");
+  const loadavgStart = (await Deno.readTextFile("/proc/loadavg")).trim();
+
+  const results: Omit<BenchResults, "targets"> = {
+    meta: {
+      date: new Date().toISOString(),
+      quick: values.quick!,
+      durationS: 0,
+      machine: await machine(),
+      deno: Deno.version.deno,
+      v8: Deno.version.v8,
+      nginx: null,
+      loadTool: tool,
+      loadavg: { start: loadavgStart, end: "" },
+    },
+    warm: null,
+    streaming: null,
+    coldStart: { process: null, kubernetes: null },
+    switch: { process: null, kubernetes: null },
+    fanIn: null,
+    memory: { idleMiB: null, kubernetesIdleMiB: null, held: null, afterRequests: [], imports: [] },
+    profile: null,
+    notes,
+  };
+
+  try {
+    // ---- warm path, streaming, leak check: one proxy in front of one warm engine ----
+    if (only.has("warm") || only.has("stream") || only.has("memory")) {
+      const proxy = await startProxy({ dir, name: "warm", models: { bench: { loadMs: 0 } } });
+      await sleep(500);
+      results.memory.idleMiB = rssMiB(proxy.child.pid);
+      say(`proxy idle RSS ${results.memory.idleMiB.toFixed(1)} MiB`);
+      const first = await fetch(`${proxy.url}/v1/completions`, { method: "POST", body: WARM_BODY });
+      await first.arrayBuffer();
+      const engineLine = (await proxy.lines()).find((l) => /bench-upstream: listening on/.test(l.msg));
+      const directUrl = /http:\/\/127\.0\.0\.1:\d+/.exec(engineLine?.msg ?? "")?.[0];
+      if (!directUrl) throw new Error("could not find the engine's URL in the proxy log");
+      const enginePid = Number((await proxy.lines()).find((l) => l.msg === "engine started")?.pid);
+      let nginx: Nginx | null = null;
+      let bare: Child | null = null;
+      let bareUrl: string | null = null;
+      if (only.has("warm")) {
+        const missing = await ensureNginx();
+        if (missing) notes.push(`nginx column skipped: ${missing}.`);
+        else {
+          nginx = await startNginx(dir, directUrl.replace("http://", ""));
+          results.meta.nginx = `nginx ${nginx.version}`;
+        }
+      }
+      if (only.has("warm")) {
+        const port = freePort();
+        bare = spawnLogged(
+          [Deno.execPath(), "run", "-A", new URL("./bare_proxy.ts", import.meta.url).pathname, String(port), directUrl],
+          `${dir}/bare.log`,
+        );
+        await bare.waitFor(/listening/, 30_000);
+        bareUrl = `http://127.0.0.1:${port}`;
+      }
+      try {
+        if (only.has("warm")) {
+          say("warm path…");
+          results.warm = await runWarm({
+            directUrl,
+            proxyUrl: proxy.url,
+            nginxUrl: nginx?.url ?? null,
+            bareUrl,
+            pids: {
+              direct: () => [enginePid],
+              proxy: () => [proxy.child.pid],
+              nginx: () => nginx ? [nginx.child.pid, ...childPids(nginx.child.pid)] : [],
+              bare: () => bare ? [bare.pid] : [],
+            },
+            concurrencies: plan.concurrencies,
+            warmupMs: plan.warmupMs,
+            durationMs: plan.durationMs,
+            tool,
+            say,
+          });
+        }
+        if (only.has("stream")) {
+          say("streaming…");
+          results.streaming = await runStreaming({
+            directUrl,
+            proxyUrl: proxy.url,
+            tokens: 500,
+            tokensPerSec: 1000,
+            streams: plan.streams,
+          });
+          const s = results.streaming;
+          say(`stream TTFB +${s.ttfbOverheadP50Ms.toFixed(3)} ms, gap +${s.gapOverheadP50Ms.toFixed(3)} / +${s.gapOverheadP99Ms.toFixed(3)} ms`);
+        }
+        if (only.has("memory")) {
+          await sleep(500);
+          let served = await requestsServed(proxy.url);
+          results.memory.afterRequests.push({ requests: served, rssMiB: rssMiB(proxy.child.pid) });
+          // Bounded: at most 10 rounds of at most 20 s.
+          for (let round = 0; round < 10 && plan.leakRequests > 0; round++) {
+            const target = results.memory.afterRequests[0].requests + plan.leakRequests;
+            if (served >= target) break;
+            await runLoad({
+              url: `${proxy.url}/v1/completions`,
+              body: WARM_BODY,
+              connections: 64,
+              durationMs: Math.min(20_000, Math.max(1000, ((target - served) / 2000) * 1000)),
+              tool,
+            });
+            served = await requestsServed(proxy.url);
+          }
+          if (plan.leakRequests > 0) {
+            await sleep(500);
+            results.memory.afterRequests.push({ requests: served, rssMiB: rssMiB(proxy.child.pid) });
+          }
+          say(`RSS after requests: ${results.memory.afterRequests.map((a) => `${a.requests}: ${a.rssMiB.toFixed(1)} MiB`).join(", ")}`);
+        }
+      } finally {
+        await nginx?.stop();
+        await bare?.stop();
+        await proxy.stop();
+      }
+    }
+
+    // ---- CPU profile of the proxy under load ----
+    if (only.has("profile") && plan.profileMs > 0) {
+      say("profile…");
+      const profDir = `${dir}/profile`;
+      const proxy = await startProxy({
+        dir,
+        name: "profile",
+        models: { bench: { loadMs: 0 } },
+        denoFlags: ["--cpu-prof", `--cpu-prof-dir=${profDir}`],
+      });
+      let rps = NaN;
+      try {
+        await (await fetch(`${proxy.url}/v1/completions`, { method: "POST", body: WARM_BODY })).arrayBuffer();
+        await runLoad({ url: `${proxy.url}/v1/completions`, body: WARM_BODY, connections: 64, durationMs: 1000, tool });
+        const r = await runLoad({
+          url: `${proxy.url}/v1/completions`,
+          body: WARM_BODY,
+          connections: 64,
+          durationMs: plan.profileMs,
+          tool,
+        });
+        rps = r.rps;
+      } finally {
+        await proxy.stop();
+      }
+      const file = [...Deno.readDirSync(profDir)].find((e) => e.name.endsWith(".cpuprofile"));
+      if (file) {
+        const top = summariseProfile(JSON.parse(await Deno.readTextFile(`${profDir}/${file.name}`))).slice(0, 25);
+        results.profile = { seconds: plan.profileMs / 1000 + 1, concurrency: 64, rps, top };
+      } else notes.push("the CPU profile was not written.");
+    }
+
+    // ---- cold start and switch, process backend ----
+    if (only.has("cold")) {
+      say("cold starts (process backend)…");
+      const proxy = await startProxy({ dir, name: "cold", models: { bench: { loadMs: plan.loadMs } } });
+      try {
+        results.coldStart.process = await runColdStarts(proxy, plan.coldStarts);
+      } finally {
+        await proxy.stop();
+      }
+      say(`cold start overhead p50 ${results.coldStart.process.overheadP50Ms.toFixed(1)} ms`);
+      say("switches (process backend)…");
+      const sw = await startProxy({
+        dir,
+        name: "switch",
+        switching: true,
+        models: { a: { loadMs: plan.loadMs, stopMs: 100 }, b: { loadMs: plan.loadMs, stopMs: 100 } },
+      });
+      try {
+        results.switch.process = await runSwitches(sw, plan.switches);
+      } finally {
+        await sw.stop();
+      }
+      say(`switch overhead p50 ${results.switch.process.overheadP50Ms.toFixed(1)} ms`);
+    }
+
+    // ---- fan-in ----
+    if (only.has("fanin")) {
+      say(`fan-in of ${plan.fanIn}…`);
+      const proxy = await startProxy({ dir, name: "fanin", models: { bench: { loadMs: 1000 } } });
+      try {
+        results.fanIn = await runFanIn(proxy, plan.fanIn);
+      } finally {
+        await proxy.stop();
+      }
+      say(`fan-in: ${results.fanIn.ok}/${results.fanIn.requests} ok, ${results.fanIn.scaleUps} scale-up(s)`);
+    }
+
+    // ---- held connections ----
+    if (only.has("memory")) {
+      say(`held connections ${plan.held.join(", ")}…`);
+      const proxy = await startProxy({
+        dir,
+        name: "held",
+        models: { bench: { loadMs: 3_600_000 } },
+        extra: { maxHeldRequests: 20_000, holdTimeout: "1h", startTimeout: "2h", heartbeatInterval: "0s" },
+      });
+      try {
+        results.memory.held = await measureHeld(proxy, plan.held, 120_000);
+      } finally {
+        await proxy.stop();
+      }
+      say(`held: idle ${results.memory.held.idleMiB.toFixed(1)} MiB, ${results.memory.held.points.map((p) => `${p.held}: +${p.deltaMiB.toFixed(1)} MiB`).join(", ")}`);
+    }
+
+    if (only.has("memory")) {
+      say("RSS per import…");
+      results.memory.imports = await measureImports(["zod", "../lib/proxy/mod.ts", "@kubernetes/client-node", "../lib/server.ts"]);
+    }
+
+    // ---- kubernetes backend against the fake API server ----
+    if (only.has("kube")) {
+      say("kubernetes backend (fake API server)…");
+      const k = await runKubeColdAndSwitch({ dir, coldStarts: plan.coldStarts, switches: plan.switches, loadMs: plan.loadMs });
+      results.coldStart.kubernetes = k.coldStart;
+      results.switch.kubernetes = k.switch;
+      results.memory.kubernetesIdleMiB = k.idleMiB;
+      notes.push(...k.notes);
+      say(`kube cold overhead p50 ${k.coldStart.overheadP50Ms.toFixed(1)} ms, switch ${k.switch.overheadP50Ms.toFixed(1)} ms`);
+    }
+  } finally {
+    await killAll();
+  }
+
+  results.meta.loadavg.end = (await Deno.readTextFile("/proc/loadavg")).trim();
+  results.meta.durationS = (performance.now() - started) / 1000;
+  const full: BenchResults = { ...results, targets: evaluateTargets(results) };
+  await Deno.mkdir(new URL(".", `file://${values.out}`), { recursive: true });
+  await Deno.writeTextFile(values.out!, JSON.stringify(full, null, 2) + "\n");
+  say(`wrote ${values.out}`);
+  if (!values["no-docs"]) {
+    await writeMarkdown(values.docs!, renderMarkdown(full));
+    say(`wrote ${values.docs}`);
+  }
+  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  return full;
+}
+
+async function machine(): Promise<BenchResults["meta"]["machine"]> {
+  const cpuinfo = await Deno.readTextFile("/proc/cpuinfo").catch(() => "");
+  const meminfo = await Deno.readTextFile("/proc/meminfo").catch(() => "");
+  return {
+    nproc: navigator.hardwareConcurrency,
+    cpu: /model name\s*:\s*(.*)/.exec(cpuinfo)?.[1]?.trim() ?? "unknown",
+    memoryGiB: Number(/MemTotal:\s+(\d+)/.exec(meminfo)?.[1] ?? 0) / 1024 / 1024,
+    kernel: Deno.osRelease(),
+  };
+}
+
+if (import.meta.main) {
+  const results = await runBench(Deno.args);
+  for (const t of results.targets) {
+    console.log(`${t.met === null ? "–" : t.met ? "met    " : "NOT met"}  ${t.name}: ${t.value} (goal ${t.goal})`);
+  }
+}

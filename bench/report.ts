@@ -1,0 +1,314 @@
+/**
+ * The bench results: their JSON shape, the targets with met / not met, and
+ * the Markdown tables written into docs/BENCHMARKS.md between
+ * `<!-- bench:begin -->` and `<!-- bench:end -->` (the text around them is
+ * written by people and kept).
+ *
+ * @module
+ */
+import type { ColdSummary, FanInResult } from "./cold.ts";
+import type { HeldPoint } from "./memory.ts";
+import type { ImportCost } from "./import_cost.ts";
+import type { ProfileRow } from "./profile_summary.ts";
+import type { StreamResult } from "./stream.ts";
+import type { WarmRow } from "./warm.ts";
+
+/** Everything one bench run measured. */
+export interface BenchResults {
+  meta: {
+    date: string;
+    quick: boolean;
+    durationS: number;
+    machine: { nproc: number; cpu: string; memoryGiB: number; kernel: string };
+    deno: string;
+    v8: string;
+    nginx: string | null;
+    loadTool: string;
+    /** /proc/loadavg at start and end (other work on the machine skews figures). */
+    loadavg: { start: string; end: string };
+  };
+  warm: WarmRow[] | null;
+  streaming: StreamResult | null;
+  coldStart: { process: ColdSummary | null; kubernetes: ColdSummary | null };
+  switch: { process: ColdSummary | null; kubernetes: ColdSummary | null };
+  fanIn: FanInResult | null;
+  memory: {
+    idleMiB: number | null;
+    /** Idle RSS of the proxy with the Kubernetes backend (client-node loaded, watches open). */
+    kubernetesIdleMiB: number | null;
+    /** RSS of a fresh Deno process after one import. */
+    imports: ImportCost[];
+    held: { idleMiB: number; points: HeldPoint[] } | null;
+    afterRequests: { requests: number; rssMiB: number }[];
+  };
+  profile: { seconds: number; concurrency: number; rps: number; top: ProfileRow[] } | null;
+  targets: Target[];
+  notes: string[];
+}
+
+/** One target of the issue. */
+export interface Target {
+  name: string;
+  goal: string;
+  value: string;
+  met: boolean | null;
+}
+
+const f = (v: number | null | undefined, digits = 2) =>
+  v === null || v === undefined || Number.isNaN(v) ? "n/a" : v.toFixed(digits);
+
+/**
+ * The issue's targets evaluated on a run.
+ *
+ * @example
+ * ```ts ignore
+ * import { evaluateTargets } from "./report.ts";
+ * const targets = evaluateTargets(results);
+ * ```
+ */
+export function evaluateTargets(r: Omit<BenchResults, "targets">): Target[] {
+  const t: Target[] = [];
+  const c64 = r.warm?.find((w) => w.concurrency === 64) ?? null;
+  t.push({
+    name: "warm p50 overhead, c=64",
+    goal: "≤ 0.5 ms",
+    value: c64 ? `${f(c64.p50OverheadMs, 3)} ms` : "n/a",
+    met: c64 ? c64.p50OverheadMs <= 0.5 : null,
+  });
+  t.push({
+    name: "warm p99 overhead, c=64",
+    goal: "≤ 2 ms",
+    value: c64 ? `${f(c64.p99OverheadMs, 3)} ms` : "n/a",
+    met: c64 ? c64.p99OverheadMs <= 2 : null,
+  });
+  t.push({
+    name: "throughput vs nginx, c=64",
+    goal: "≥ 0.8 × nginx",
+    value: c64?.rpsProxyOverNginx != null ? `${f(c64.rpsProxyOverNginx)} ×` : "n/a",
+    met: c64?.rpsProxyOverNginx != null ? c64.rpsProxyOverNginx >= 0.8 : null,
+  });
+  const rtf = [r.coldStart.process, r.coldStart.kubernetes].filter((s): s is ColdSummary => s !== null);
+  const worstRtf = rtf.length ? Math.max(...rtf.map((s) => s.readyToResponseMaxMs)) : NaN;
+  t.push({
+    name: "readiness-to-forward (worst cold start, both backends)",
+    goal: "≤ 50 ms",
+    value: `${f(worstRtf, 1)} ms`,
+    met: rtf.length ? worstRtf <= 50 : null,
+  });
+  const sw = [r.switch.process, r.switch.kubernetes].filter((s): s is ColdSummary => s !== null);
+  const worstSw = sw.length ? Math.max(...sw.map((s) => s.overheadMaxMs)) : NaN;
+  t.push({
+    name: "switch orchestration overhead (worst, both backends)",
+    goal: "≤ 300 ms",
+    value: `${f(worstSw, 1)} ms`,
+    met: sw.length ? worstSw <= 300 : null,
+  });
+  const idle = r.memory.idleMiB;
+  t.push({
+    name: "idle RSS",
+    goal: "≤ 80 MB",
+    value: idle !== null ? `${f(idle, 1)} MiB` : "n/a",
+    met: idle !== null ? idle * 1.048576 <= 80 : null,
+  });
+  const p10k = r.memory.held?.points.find((p) => p.held === 10_000) ?? null;
+  t.push({
+    name: "RSS growth with 10,000 held connections",
+    goal: "≤ +60 MB",
+    value: p10k ? `+${f(p10k.deltaMiB, 1)} MiB` : "n/a",
+    met: p10k ? p10k.deltaMiB * 1.048576 <= 60 : null,
+  });
+  return t;
+}
+
+const met = (m: boolean | null) => m === null ? "not measured" : m ? "**met**" : "**not met**";
+
+/**
+ * The generated Markdown (tables only).
+ *
+ * @example
+ * ```ts ignore
+ * import { renderMarkdown } from "./report.ts";
+ * const md = renderMarkdown(results);
+ * ```
+ */
+export function renderMarkdown(r: BenchResults): string {
+  const m = r.meta;
+  const out: string[] = [];
+  out.push(
+    `Run: ${m.date} · ${m.quick ? "`--quick` (reduced)" : "full"} run, ${f(m.durationS, 0)} s · ` +
+      `${m.machine.nproc} CPUs (${m.machine.cpu}), ${f(m.machine.memoryGiB, 1)} GiB RAM, Linux ${m.machine.kernel} · ` +
+      `Deno ${m.deno} (V8 ${m.v8}) · ${m.nginx ?? "nginx: not available"} · load generator: ${m.loadTool} · ` +
+      `loadavg at start ${m.loadavg.start}, at end ${m.loadavg.end}`,
+    "",
+    "### Targets",
+    "",
+    "| target | goal | measured | |",
+    "|---|---|---|---|",
+    ...r.targets.map((t) => `| ${t.name} | ${t.goal} | ${t.value} | ${met(t.met)} |`),
+    "",
+  );
+  if (r.warm) {
+    out.push(
+      "### Warm path (small non-streaming completion)",
+      "",
+      "Requests/s and latency as the load generator saw them; `cpu µs/req` is the CPU time (user + system, all",
+      "threads) of the forwarding process alone per request (for direct: the engine's), which other work on the",
+      "machine does not inflate the way it inflates latency. `bare Deno` is `Deno.serve` + `fetch` and nothing",
+      "else (bench/bare_proxy.ts): the floor for a forwarder built on Deno's HTTP server and client.",
+      "",
+      "| c | | req/s | p50 ms | p99 ms | cpu µs/req | vllm-chill / this (req/s) |",
+      "|---|---|---|---|---|---|---|",
+      ...r.warm.flatMap((w) =>
+        ([["direct", w.direct], ["vllm-chill", w.proxy], ["nginx", w.nginx], ["bare Deno", w.bare]] as const)
+          .filter(([, x]) => x !== null)
+          .map(([name, x]) =>
+            `| ${w.concurrency} | ${name} | ${f(x!.rps, 0)} | ${f(x!.p50Ms, 3)} | ${f(x!.p99Ms, 3)} | ${
+              f(x!.cpuUsPerRequest, 0)
+            } | ${name === "vllm-chill" ? "" : f(w.proxy.rps / x!.rps)} |`
+          )
+      ),
+      "",
+      "| c | vllm-chill overhead vs direct, p50 / p99 ms | vllm-chill / direct | vllm-chill / nginx | vllm-chill / bare Deno |",
+      "|---|---|---|---|---|",
+      ...r.warm.map((w) =>
+        `| ${w.concurrency} | ${f(w.p50OverheadMs, 3)} / ${f(w.p99OverheadMs, 3)} | ${f(w.rpsProxyOverDirect)} | ${
+          f(w.rpsProxyOverNginx)
+        } | ${f(w.rpsProxyOverBare)} |`
+      ),
+      "",
+    );
+    const errors = r.warm.flatMap((w) => [w.direct, w.proxy, w.nginx, w.bare]).reduce((n, x) => n + (x?.errors ?? 0), 0);
+    out.push(`Errors (non-2xx + socket errors) over all warm runs: ${errors}.`, "");
+  }
+  if (r.streaming) {
+    const s = r.streaming;
+    out.push(
+      `### Streaming (${s.tokens} tokens at ${s.tokensPerSec} tokens/s, ${s.direct.streams} streams each)`,
+      "",
+      "| | TTFB p50 / p99 ms | inter-event gap p50 / p99 ms | stream duration p50 ms | events |",
+      "|---|---|---|---|---|",
+      `| direct | ${f(s.direct.ttfbP50Ms, 3)} / ${f(s.direct.ttfbP99Ms, 3)} | ${f(s.direct.gapP50Ms, 3)} / ${
+        f(s.direct.gapP99Ms, 3)
+      } | ${f(s.direct.durationP50Ms, 1)} | ${s.direct.events} |`,
+      `| proxy | ${f(s.proxy.ttfbP50Ms, 3)} / ${f(s.proxy.ttfbP99Ms, 3)} | ${f(s.proxy.gapP50Ms, 3)} / ${
+        f(s.proxy.gapP99Ms, 3)
+      } | ${f(s.proxy.durationP50Ms, 1)} | ${s.proxy.events} |`,
+      `| added by the proxy | ${f(s.ttfbOverheadP50Ms, 3)} (p50) | ${f(s.gapOverheadP50Ms, 3)} / ${
+        f(s.gapOverheadP99Ms, 3)
+      } | | |`,
+      "",
+    );
+  }
+  const coldRows: string[] = [];
+  const coldRow = (what: string, s: ColdSummary | null) => {
+    if (!s) return;
+    coldRows.push(
+      `| ${what} | ${s.samples.length} | ${f(s.totalP50Ms, 1)} | ${f(s.engineP50Ms, 1)} | ${f(s.overheadP50Ms, 1)} / ${
+        f(s.overheadMaxMs, 1)
+      } | ${f(s.readyToResponseP50Ms, 1)} / ${f(s.readyToResponseMaxMs, 1)} |`,
+    );
+  };
+  coldRow("cold start, process backend", r.coldStart.process);
+  coldRow("cold start, kubernetes backend (fake API server)", r.coldStart.kubernetes);
+  coldRow("switch, process backend", r.switch.process);
+  coldRow("switch, kubernetes backend (fake API server)", r.switch.kubernetes);
+  if (coldRows.length) {
+    out.push(
+      "### Cold start and switch",
+      "",
+      "| | samples | client wait p50 ms | engine's own time p50 ms | orchestration overhead p50 / max ms | engine ready → response p50 / max ms |",
+      "|---|---|---|---|---|---|",
+      ...coldRows,
+      "",
+    );
+  }
+  if (r.fanIn) {
+    const x = r.fanIn;
+    out.push(
+      "### Fan-in",
+      "",
+      `${x.requests} concurrent requests at zero: ${x.ok} answered 200 (${
+        Object.entries(x.statuses).map(([k, v]) => `${k}: ${v}`).join(", ")
+      }); engines started: ${x.engineStarts}; scale-up events: ${x.scaleUps}; ` +
+        `extra wait after the engine turned ready p50 ${f(x.extraWaitP50Ms, 1)} ms, p99 ${
+          f(x.extraWaitP99Ms, 1)
+        } ms, max ${f(x.extraWaitMaxMs, 1)} ms.`,
+      "",
+    );
+  }
+  const mem = r.memory;
+  out.push(
+    "### Memory (VmRSS of the proxy process)",
+    "",
+    "| state | RSS MiB | vs idle |",
+    "|---|---|---|",
+    `| idle (started, no request yet) | ${f(mem.idleMiB, 1)} | |`,
+  );
+  if (mem.held) {
+    out.push(`| idle (held-connections proxy) | ${f(mem.held.idleMiB, 1)} | |`);
+    for (const p of mem.held.points) {
+      out.push(`| ${p.held.toLocaleString("en")} held requests | ${f(p.rssMiB, 1)} | +${f(p.deltaMiB, 1)} |`);
+    }
+  }
+  if (mem.kubernetesIdleMiB !== null) {
+    out.push(`| idle, Kubernetes backend (client-node loaded, watches open) | ${f(mem.kubernetesIdleMiB, 1)} | |`);
+  }
+  for (const a of mem.afterRequests) {
+    out.push(
+      `| after ${a.requests.toLocaleString("en")} requests | ${f(a.rssMiB, 1)} | +${f(a.rssMiB - (mem.idleMiB ?? NaN), 1)} |`,
+    );
+  }
+  out.push("");
+  if (mem.imports.length) {
+    out.push(
+      "RSS of a fresh Deno process after a single import (where the idle RSS goes):",
+      "",
+      "| import | RSS MiB |",
+      "|---|---|",
+      ...mem.imports.map((i) => `| \`${i.what}\` | ${f(i.rssMiB, 1)} |`),
+      "",
+    );
+  }
+  if (r.profile) {
+    out.push(
+      `### CPU profile of the proxy under load (c=${r.profile.concurrency}, ${r.profile.seconds} s, ${
+        f(r.profile.rps, 0)
+      } req/s with the profiler on)`,
+      "",
+      "`(idle)` is time the JavaScript thread was not running JavaScript: it includes the Rust side of",
+      "Deno (HTTP parsing, sockets, the fetch client) on the same thread.",
+      "",
+      "| self % | total % | function |",
+      "|---|---|---|",
+      ...r.profile.top.map((p) => `| ${f(p.selfPct, 1)} | ${f(p.totalPct, 1)} | \`${p.name}\` |`),
+      "",
+    );
+  }
+  if (r.notes.length) out.push("Notes:", "", ...r.notes.map((n) => `- ${n}`), "");
+  return out.join("\n");
+}
+
+/**
+ * Replaces the generated block of docs/BENCHMARKS.md (creating the file when missing).
+ *
+ * @example
+ * ```ts ignore
+ * import { writeMarkdown } from "./report.ts";
+ * await writeMarkdown("docs/BENCHMARKS.md", "| table |");
+ * ```
+ */
+export async function writeMarkdown(path: string, generated: string): Promise<void> {
+  const begin = "<!-- bench:begin -->";
+  const end = "<!-- bench:end -->";
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch {
+    text = `# Benchmarks\n\n${begin}\n${end}\n`;
+  }
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  const block = `${begin}\n<!-- generated by \`deno task bench\`; edit outside this block -->\n\n${generated}\n${end}`;
+  text = a >= 0 && b > a ? text.slice(0, a) + block + text.slice(b + end.length) : `${text.trimEnd()}\n\n${block}\n`;
+  await Deno.writeTextFile(path, text);
+}
