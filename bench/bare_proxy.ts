@@ -14,13 +14,16 @@
 if (import.meta.main) {
   const port = Number(Deno.args[0]);
   const upstream = Deno.args[1];
-  Deno.serve({ port, hostname: "127.0.0.1", onListen: () => console.log(`bare proxy listening on ${port}`) }, async (req) => {
-    const url = req.url;
-    const res = await fetch(upstream + url.slice(url.indexOf("/", 8)), {
-      method: req.method,
-      headers: req.headers,
-      body: await req.arrayBuffer(),
-    });
-    return new Response(res.body, { status: res.status, headers: res.headers });
-  });
+  Deno.serve(
+    { port, hostname: "127.0.0.1", onListen: () => console.log(`bare proxy listening on ${port}`) },
+    async (req) => {
+      const url = req.url;
+      const res = await fetch(upstream + url.slice(url.indexOf("/", 8)), {
+        method: req.method,
+        headers: req.headers,
+        body: await req.arrayBuffer(),
+      });
+      return new Response(res.body, { status: res.status, headers: res.headers });
+    },
+  );
 }

@@ -11,7 +11,7 @@
  * @module
  */
 import { epochMs } from "./upstream.ts";
-import { type LogLine, metricSum, metricsText, type ProxyProc, stamp } from "./proxy.ts";
+import { type LogLine, metricsText, metricSum, type ProxyProc, stamp } from "./proxy.ts";
 import { sleep } from "./procs.ts";
 import { percentile } from "./stream.ts";
 
@@ -73,7 +73,11 @@ export function summarise(samples: ColdSample[]): ColdSummary {
  * const { status } = await complete("http://127.0.0.1:8080", "bench");
  * ```
  */
-export async function complete(url: string, model: string, timeoutMs = 120_000): Promise<{ status: number; at: number }> {
+export async function complete(
+  url: string,
+  model: string,
+  timeoutMs = 120_000,
+): Promise<{ status: number; at: number }> {
   const res = await fetch(`${url}/v1/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -197,6 +201,19 @@ export interface FanInResult {
   extraWaitP99Ms: number;
   extraWaitMaxMs: number;
   engineMs: number;
+  /** Reference: the same burst once the engine is warm, through the proxy (send → answer, ms). */
+  warmBurstThroughProxy: { p50Ms: number; p99Ms: number };
+  /** Reference: the same burst straight to the warm engine. */
+  warmBurstDirect: { p50Ms: number; p99Ms: number };
+}
+
+async function burst(url: string, count: number): Promise<{ p50Ms: number; p99Ms: number }> {
+  const t0 = epochMs();
+  const results = await Promise.all(
+    Array.from({ length: count }, () => complete(url, "bench").catch(() => ({ status: 0, at: NaN }))),
+  );
+  const waits = results.filter((r) => r.status === 200).map((r) => r.at - t0);
+  return { p50Ms: percentile(waits, 50), p99Ms: percentile(waits, 99) };
 }
 
 /**
@@ -221,6 +238,12 @@ export async function runFanIn(proxy: ProxyProc, count: number): Promise<FanInRe
   for (const r of results) statuses[r.status] = (statuses[r.status] ?? 0) + 1;
   const extra = results.filter((r) => r.status === 200).map((r) => r.at - ready);
   const metrics = await metricsText(proxy.url);
+  const engineUrl = /http:\/\/127\.0\.0\.1:\d+/.exec(
+    lines.findLast((l) => /bench-upstream: listening on/.test(l.msg))?.msg ?? "",
+  )?.[0];
+  // New client connections for each reference burst, like the cold burst had.
+  const warmBurstThroughProxy = await burst(proxy.url, count);
+  const warmBurstDirect = engineUrl ? await burst(engineUrl, count) : { p50Ms: NaN, p99Ms: NaN };
   return {
     requests: count,
     ok: statuses["200"] ?? 0,
@@ -231,5 +254,7 @@ export async function runFanIn(proxy: ProxyProc, count: number): Promise<FanInRe
     extraWaitP99Ms: percentile(extra, 99),
     extraWaitMaxMs: Math.max(...extra),
     engineMs: ready - spawned,
+    warmBurstThroughProxy,
+    warmBurstDirect,
   };
 }

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type ColdSample, complete, type ColdSummary, summarise } from "./cold.ts";
+import { type ColdSample, type ColdSummary, complete, summarise } from "./cold.ts";
 import { rssMiB, sleep, spawnLogged } from "./procs.ts";
 import { freePort, startProxy } from "./proxy.ts";
 import { epochMs } from "./upstream.ts";
@@ -35,7 +35,14 @@ export async function runKubeColdAndSwitch(o: {
 }): Promise<{ coldStart: ColdSummary; switch: ColdSummary; idleMiB: number; notes: string[] }> {
   const enginePort = freePort();
   const cluster = spawnLogged(
-    [Deno.execPath(), "run", "-A", new URL("./kube_cluster.ts", import.meta.url).pathname, String(enginePort), String(o.loadMs)],
+    [
+      Deno.execPath(),
+      "run",
+      "-A",
+      new URL("./kube_cluster.ts", import.meta.url).pathname,
+      String(enginePort),
+      String(o.loadMs),
+    ],
     `${o.dir}/kube_cluster.log`,
   );
   const events = async (): Promise<ClusterEvent[]> =>
@@ -90,7 +97,10 @@ export async function runKubeColdAndSwitch(o: {
           requestToSpawnMs: up - t0,
         });
         const before = (await events()).length;
-        await (await fetch(`${proxy.url}/admin/unload?wait=true`, { method: "POST", signal: AbortSignal.timeout(30_000) }))
+        await (await fetch(`${proxy.url}/admin/unload?wait=true`, {
+          method: "POST",
+          signal: AbortSignal.timeout(30_000),
+        }))
           .arrayBuffer();
         await waitEvent(before, "podGone");
       }

@@ -54,7 +54,9 @@ if (import.meta.main) {
     const list = kube.store.listObjects("pods", "ai-apps");
     const ready = list.find((p) =>
       !p.metadata.deletionTimestamp &&
-      (p.status?.conditions ?? []).some((c: { type: string; status: string }) => c.type === "Ready" && c.status === "True")
+      (p.status?.conditions ?? []).some((c: { type: string; status: string }) =>
+        c.type === "Ready" && c.status === "True"
+      )
     );
     const name = ready?.metadata.name ?? null;
     if (name && name !== readyPod) emit("podReady", { pod: name });

@@ -13,12 +13,13 @@ import { runColdStarts, runFanIn, runSwitches } from "./cold.ts";
 import { runKubeColdAndSwitch } from "./kube.ts";
 import type { LoadTool } from "./load.ts";
 import { runLoad } from "./load.ts";
-import { measureHeld, requestsServed } from "./memory.ts";
+import { measureBareHeld, measureHeld, requestsServed } from "./memory.ts";
 import { ensureNginx, type Nginx, startNginx } from "./nginx.ts";
 import { type Child, childPids, hasProgram, killAll, rssMiB, sleep, spawnLogged } from "./procs.ts";
 import { summariseProfile } from "./profile_summary.ts";
 import { freePort, startProxy } from "./proxy.ts";
 import { measureImports } from "./import_cost.ts";
+import { measureDecide } from "./decide_cost.ts";
 import { type BenchResults, evaluateTargets, renderMarkdown, writeMarkdown } from "./report.ts";
 import { runStreaming } from "./stream.ts";
 import { runWarm, WARM_BODY } from "./warm.ts";
@@ -39,6 +40,8 @@ interface Plan {
   held: number[];
   leakRequests: number;
   profileMs: number;
+  /** Idle wait after the leak check's load. */
+  settleMs: number;
 }
 
 const FULL: Plan = {
@@ -53,6 +56,7 @@ const FULL: Plan = {
   held: [1000, 10_000],
   leakRequests: 100_000,
   profileMs: 5000,
+  settleMs: 20_000,
 };
 
 const QUICK: Plan = {
@@ -67,6 +71,7 @@ const QUICK: Plan = {
   held: [1000],
   leakRequests: 0,
   profileMs: 0,
+  settleMs: 0,
 };
 
 /**
@@ -92,15 +97,21 @@ export async function runBench(args: string[]): Promise<BenchResults> {
   });
   const plan = values.quick ? QUICK : FULL;
   const only = new Set<Section>(
-    values.only ? values.only.split(",").map((s) => s.trim() as Section) : SECTIONS.filter((s) => s !== "profile" || !values.quick),
+    values.only
+      ? values.only.split(",").map((s) => s.trim() as Section)
+      : SECTIONS.filter((s) => s !== "profile" || !values.quick),
   );
-  for (const s of only) if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
+  for (const s of only) {
+    if (!SECTIONS.includes(s)) throw new Error(`--only: unknown section "${s}" (${SECTIONS.join(", ")})`);
+  }
   const started = performance.now();
   const say = (line: string) => console.error(`[bench ${((performance.now() - started) / 1000).toFixed(1)}s] ${line}`);
   const dir = await Deno.makeTempDir({ prefix: "vllm-chill-bench-" });
   const notes: string[] = [];
   const tool: LoadTool = (values.tool as LoadTool | undefined) ?? (await hasProgram("wrk") ? "wrk" : "autocannon");
-  if (tool === "autocannon") notes.push("wrk is not installed: npm:autocannon (in its own process) generated the load.");
+  if (tool === "autocannon") {
+    notes.push("wrk is not installed: npm:autocannon (in its own process) generated the load.");
+  }
   const loadavgStart = (await Deno.readTextFile("/proc/loadavg")).trim();
 
   const results: Omit<BenchResults, "targets"> = {
@@ -120,8 +131,9 @@ export async function runBench(args: string[]): Promise<BenchResults> {
     coldStart: { process: null, kubernetes: null },
     switch: { process: null, kubernetes: null },
     fanIn: null,
-    memory: { idleMiB: null, kubernetesIdleMiB: null, held: null, afterRequests: [], imports: [] },
+    memory: { idleMiB: null, kubernetesIdleMiB: null, held: null, bareHeld: null, afterRequests: [], imports: [] },
     profile: null,
+    decideCost: [],
     notes,
   };
 
@@ -134,7 +146,7 @@ export async function runBench(args: string[]): Promise<BenchResults> {
       say(`proxy idle RSS ${results.memory.idleMiB.toFixed(1)} MiB`);
       const first = await fetch(`${proxy.url}/v1/completions`, { method: "POST", body: WARM_BODY });
       await first.arrayBuffer();
-      const engineLine = (await proxy.lines()).find((l) => /bench-upstream: listening on/.test(l.msg));
+      const engineLine = (await proxy.lines()).findLast((l) => /bench-upstream: listening on/.test(l.msg));
       const directUrl = /http:\/\/127\.0\.0\.1:\d+/.exec(engineLine?.msg ?? "")?.[0];
       if (!directUrl) throw new Error("could not find the engine's URL in the proxy log");
       const enginePid = Number((await proxy.lines()).find((l) => l.msg === "engine started")?.pid);
@@ -189,7 +201,11 @@ export async function runBench(args: string[]): Promise<BenchResults> {
             streams: plan.streams,
           });
           const s = results.streaming;
-          say(`stream TTFB +${s.ttfbOverheadP50Ms.toFixed(3)} ms, gap +${s.gapOverheadP50Ms.toFixed(3)} / +${s.gapOverheadP99Ms.toFixed(3)} ms`);
+          say(
+            `stream TTFB +${s.ttfbOverheadP50Ms.toFixed(3)} ms, gap +${s.gapOverheadP50Ms.toFixed(3)} / +${
+              s.gapOverheadP99Ms.toFixed(3)
+            } ms`,
+          );
         }
         if (only.has("memory")) {
           await sleep(500);
@@ -211,8 +227,19 @@ export async function runBench(args: string[]): Promise<BenchResults> {
           if (plan.leakRequests > 0) {
             await sleep(500);
             results.memory.afterRequests.push({ requests: served, rssMiB: rssMiB(proxy.child.pid) });
+            // V8 gives memory back once the process is idle for a while: a leak would not go away.
+            await sleep(plan.settleMs);
+            results.memory.afterRequests.push({
+              requests: served,
+              rssMiB: rssMiB(proxy.child.pid),
+              note: `after ${plan.settleMs / 1000} s idle`,
+            });
           }
-          say(`RSS after requests: ${results.memory.afterRequests.map((a) => `${a.requests}: ${a.rssMiB.toFixed(1)} MiB`).join(", ")}`);
+          say(
+            `RSS after requests: ${
+              results.memory.afterRequests.map((a) => `${a.requests}: ${a.rssMiB.toFixed(1)} MiB`).join(", ")
+            }`,
+          );
         }
       } finally {
         await nginx?.stop();
@@ -304,23 +331,43 @@ export async function runBench(args: string[]): Promise<BenchResults> {
       } finally {
         await proxy.stop();
       }
-      say(`held: idle ${results.memory.held.idleMiB.toFixed(1)} MiB, ${results.memory.held.points.map((p) => `${p.held}: +${p.deltaMiB.toFixed(1)} MiB`).join(", ")}`);
+      results.memory.bareHeld = await measureBareHeld(dir, plan.held, 120_000);
+      say(
+        `held: idle ${results.memory.held.idleMiB.toFixed(1)} MiB, ${
+          results.memory.held.points.map((p) => `${p.held}: +${p.deltaMiB.toFixed(1)} MiB`).join(", ")
+        }`,
+      );
     }
 
     if (only.has("memory")) {
       say("RSS per import…");
-      results.memory.imports = await measureImports(["zod", "../lib/proxy/mod.ts", "@kubernetes/client-node", "../lib/server.ts"]);
+      results.decideCost = await measureDecide([0, 1000, 10_000]);
+      results.memory.imports = await measureImports([
+        "zod",
+        "../lib/proxy/mod.ts",
+        "@kubernetes/client-node",
+        "../lib/server.ts",
+      ]);
     }
 
     // ---- kubernetes backend against the fake API server ----
     if (only.has("kube")) {
       say("kubernetes backend (fake API server)…");
-      const k = await runKubeColdAndSwitch({ dir, coldStarts: plan.coldStarts, switches: plan.switches, loadMs: plan.loadMs });
+      const k = await runKubeColdAndSwitch({
+        dir,
+        coldStarts: plan.coldStarts,
+        switches: plan.switches,
+        loadMs: plan.loadMs,
+      });
       results.coldStart.kubernetes = k.coldStart;
       results.switch.kubernetes = k.switch;
       results.memory.kubernetesIdleMiB = k.idleMiB;
       notes.push(...k.notes);
-      say(`kube cold overhead p50 ${k.coldStart.overheadP50Ms.toFixed(1)} ms, switch ${k.switch.overheadP50Ms.toFixed(1)} ms`);
+      say(
+        `kube cold overhead p50 ${k.coldStart.overheadP50Ms.toFixed(1)} ms, switch ${
+          k.switch.overheadP50Ms.toFixed(1)
+        } ms`,
+      );
     }
   } finally {
     await killAll();

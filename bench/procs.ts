@@ -71,7 +71,9 @@ export function spawnLogged(argv: string[], logPath: string, env?: Record<string
         await sleep(10);
       }
       const tail = (await output()).slice(-2000);
-      throw new Error(`${argv.slice(0, 4).join(" ")}: no ${pattern} within ${timeoutMs} ms${exited ? " (exited)" : ""}\n${tail}`);
+      throw new Error(
+        `${argv.slice(0, 4).join(" ")}: no ${pattern} within ${timeoutMs} ms${exited ? " (exited)" : ""}\n${tail}`,
+      );
     },
     async stop(graceMs = 5000) {
       if (exited) return;

@@ -71,7 +71,9 @@ if (import.meta.main) {
   const top = Number(Deno.args[1] ?? 25);
   const rows = summariseProfile(profile);
   console.log("-- by self time");
-  for (const r of rows.slice(0, top)) console.log(`${r.selfPct.toFixed(1).padStart(5)}% self ${r.totalPct.toFixed(1).padStart(5)}% total  ${r.name}`);
+  for (const r of rows.slice(0, top)) {
+    console.log(`${r.selfPct.toFixed(1).padStart(5)}% self ${r.totalPct.toFixed(1).padStart(5)}% total  ${r.name}`);
+  }
   console.log("-- by total time");
   for (const r of [...rows].sort((a, b) => b.totalPct - a.totalPct).slice(0, top)) {
     console.log(`${r.selfPct.toFixed(1).padStart(5)}% self ${r.totalPct.toFixed(1).padStart(5)}% total  ${r.name}`);

@@ -129,7 +129,16 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyProc> {
   await Deno.writeTextFile(configPath, JSON.stringify(config, null, 2));
   const logPath = `${o.dir}/${o.name}.log`;
   const child = spawnLogged(
-    [Deno.execPath(), "run", "-A", ...(o.denoFlags ?? []), `${o.root ?? ROOT}/main.ts`, "serve", "--config", configPath],
+    [
+      Deno.execPath(),
+      "run",
+      "-A",
+      ...(o.denoFlags ?? []),
+      `${o.root ?? ROOT}/main.ts`,
+      "serve",
+      "--config",
+      configPath,
+    ],
     logPath,
   );
   await child.waitFor(/"msg":"listening"/, 30_000);

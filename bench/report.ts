@@ -9,6 +9,7 @@
 import type { ColdSummary, FanInResult } from "./cold.ts";
 import type { HeldPoint } from "./memory.ts";
 import type { ImportCost } from "./import_cost.ts";
+import type { DecideCost } from "./decide_cost.ts";
 import type { ProfileRow } from "./profile_summary.ts";
 import type { StreamResult } from "./stream.ts";
 import type { WarmRow } from "./warm.ts";
@@ -39,8 +40,12 @@ export interface BenchResults {
     /** RSS of a fresh Deno process after one import. */
     imports: ImportCost[];
     held: { idleMiB: number; points: HeldPoint[] } | null;
-    afterRequests: { requests: number; rssMiB: number }[];
+    /** The same with a bare Deno.serve that holds requests (bench/bare_hold.ts): the runtime's floor. */
+    bareHeld: { idleMiB: number; points: HeldPoint[] } | null;
+    afterRequests: { requests: number; rssMiB: number; note?: string }[];
   };
+  /** µs per scaler decision by number of held requests (in-process). */
+  decideCost: DecideCost[];
   profile: { seconds: number; concurrency: number; rps: number; top: ProfileRow[] } | null;
   targets: Target[];
   notes: string[];
@@ -177,7 +182,10 @@ export function renderMarkdown(r: BenchResults): string {
       ),
       "",
     );
-    const errors = r.warm.flatMap((w) => [w.direct, w.proxy, w.nginx, w.bare]).reduce((n, x) => n + (x?.errors ?? 0), 0);
+    const errors = r.warm.flatMap((w) => [w.direct, w.proxy, w.nginx, w.bare]).reduce(
+      (n, x) => n + (x?.errors ?? 0),
+      0,
+    );
     out.push(`Errors (non-2xx + socket errors) over all warm runs: ${errors}.`, "");
   }
   if (r.streaming) {
@@ -232,7 +240,12 @@ export function renderMarkdown(r: BenchResults): string {
       }); engines started: ${x.engineStarts}; scale-up events: ${x.scaleUps}; ` +
         `extra wait after the engine turned ready p50 ${f(x.extraWaitP50Ms, 1)} ms, p99 ${
           f(x.extraWaitP99Ms, 1)
-        } ms, max ${f(x.extraWaitMaxMs, 1)} ms.`,
+        } ms, max ${f(x.extraWaitMaxMs, 1)} ms. For reference, the same burst of ${x.requests} once warm took ` +
+        `p50 ${f(x.warmBurstThroughProxy.p50Ms, 1)} / p99 ${
+          f(x.warmBurstThroughProxy.p99Ms, 1)
+        } ms through the proxy ` +
+        `and p50 ${f(x.warmBurstDirect.p50Ms, 1)} / p99 ${f(x.warmBurstDirect.p99Ms, 1)} ms straight to the engine ` +
+        "(send → answer read, new client connections each time).",
       "",
     );
   }
@@ -250,12 +263,23 @@ export function renderMarkdown(r: BenchResults): string {
       out.push(`| ${p.held.toLocaleString("en")} held requests | ${f(p.rssMiB, 1)} | +${f(p.deltaMiB, 1)} |`);
     }
   }
+  if (mem.bareHeld) {
+    for (const p of mem.bareHeld.points) {
+      out.push(
+        `| reference: bare \`Deno.serve\` holding ${p.held.toLocaleString("en")} requests | ${f(p.rssMiB, 1)} | +${
+          f(p.deltaMiB, 1)
+        } (idle ${f(mem.bareHeld.idleMiB, 1)}) |`,
+      );
+    }
+  }
   if (mem.kubernetesIdleMiB !== null) {
     out.push(`| idle, Kubernetes backend (client-node loaded, watches open) | ${f(mem.kubernetesIdleMiB, 1)} | |`);
   }
   for (const a of mem.afterRequests) {
     out.push(
-      `| after ${a.requests.toLocaleString("en")} requests | ${f(a.rssMiB, 1)} | +${f(a.rssMiB - (mem.idleMiB ?? NaN), 1)} |`,
+      `| after ${a.requests.toLocaleString("en")} requests${a.note ? `, ${a.note}` : ""} | ${f(a.rssMiB, 1)} | +${
+        f(a.rssMiB - (mem.idleMiB ?? NaN), 1)
+      } |`,
     );
   }
   out.push("");
@@ -266,6 +290,16 @@ export function renderMarkdown(r: BenchResults): string {
       "| import | RSS MiB |",
       "|---|---|",
       ...mem.imports.map((i) => `| \`${i.what}\` | ${f(i.rssMiB, 1)} |`),
+      "",
+    );
+  }
+  if (r.decideCost.length) {
+    out.push(
+      "Cost of one scaler decision (`decide`, in-process, no I/O) by number of requests already held:",
+      "",
+      "| held | µs per event |",
+      "|---|---|",
+      ...r.decideCost.map((d) => `| ${d.held.toLocaleString("en")} | ${f(d.usPerEvent, 1)} |`),
       "",
     );
   }

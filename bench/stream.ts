@@ -49,7 +49,10 @@ export function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length, rank) - 1];
 }
 
-async function oneStream(base: string, tokens: number): Promise<{ ttfb: number; gaps: number[]; events: number; total: number }> {
+async function oneStream(
+  base: string,
+  tokens: number,
+): Promise<{ ttfb: number; gaps: number[]; events: number; total: number }> {
   const body = JSON.stringify({ model: "bench", prompt: "hi", max_tokens: tokens, stream: true });
   const started = performance.now();
   const res = await fetch(`${base}/v1/completions`, {

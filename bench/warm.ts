@@ -86,9 +86,9 @@ export async function runWarm(o: WarmOptions): Promise<WarmRow[]> {
       const load = await runLoad({ url, body: WARM_BODY, connections: c, durationMs: o.durationMs, tool: o.tool });
       const r: WarmResult = { ...load, cpuUsPerRequest: ((cpu(pids) - before) * 1000) / Math.max(1, load.requests) };
       o.say(
-        `warm c=${c} ${name}: ${r.rps.toFixed(0)} req/s p50 ${r.p50Ms.toFixed(3)} ms p99 ${
-          r.p99Ms.toFixed(3)
-        } ms cpu ${r.cpuUsPerRequest.toFixed(0)} µs/req errors ${r.errors}`,
+        `warm c=${c} ${name}: ${r.rps.toFixed(0)} req/s p50 ${r.p50Ms.toFixed(3)} ms p99 ${r.p99Ms.toFixed(3)} ms cpu ${
+          r.cpuUsPerRequest.toFixed(0)
+        } µs/req errors ${r.errors}`,
       );
       got[name] = r;
     }

@@ -203,10 +203,12 @@ function startKubernetesSide(
     let delay = 500;
     while (!signal.aborted) {
       try {
-        const result = await kube.ensureVllmResources(config, registry.first() ?? null, {
-          signal,
-          deadline: Date.now() + 30_000,
-        });
+        const deadline = Date.now() + 30_000;
+        // Level-triggered: after a restart the ConfigMap may already name the model a running (or starting) pod
+        // serves; re-pointing it to the first model would make the next pod restart load another model.
+        const configured = (await kube.readState({ signal, deadline })).activeModel;
+        const model = (configured ? registry.resolve(configured) : undefined) ?? registry.first() ?? null;
+        const result = await kube.ensureVllmResources(config, model, { signal, deadline });
         log.info("vLLM resources ensured", { ...result });
         return;
       } catch (error) {

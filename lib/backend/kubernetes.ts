@@ -154,6 +154,8 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
         deadline: options.deadline,
         onProgress: (reason) => {
           last = { ...last, progress: `stopping: ${reason}` };
+          // Said in the log too: a stop that waits (a pod stuck terminating) must say why.
+          log.info("waiting for the vLLM pod to be gone", { reason: options.reason, state: reason });
         },
       });
       last = { ...last, progress: undefined };

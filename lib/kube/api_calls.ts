@@ -56,7 +56,7 @@ export const API_CALLS: readonly ApiCall[] = [
   {
     group: "vllm.efortin.github.io",
     resource: "vllmmodels",
-    verbs: ["get", "list", "watch"],
+    verbs: ["list", "watch"],
     why: "models declared as VLLMModel resources",
   },
 ];

@@ -17,6 +17,7 @@ import {
   type ResponseContext,
 } from "@kubernetes/client-node";
 import { type Logger, silentLogger } from "../log.ts";
+import { DEFAULT_WATCH_TIMEOUT_MS } from "./list_watch.ts";
 
 /** Names of the objects the proxy drives (as in `config.target`). */
 export interface KubeTarget {
@@ -40,10 +41,9 @@ export interface KubeClientOptions {
   log?: Logger;
   /**
    * Longest a single watch request lives before it is resumed from the last
-   * resourceVersion (default 60000). Also the bound on how long a dead
-   * connection can go unnoticed: under Deno, client-node's undici-based
-   * Watch does not see a connection reset mid-stream, so this timer is what
-   * replaces such a watch.
+   * resourceVersion (default 300000, 5 min; the server-side `timeoutSeconds`
+   * is a little below). A reset connection is noticed at once (watches run
+   * on Deno's fetch); this only bounds a connection that died silently.
    */
   watchTimeoutMs?: number;
 }
@@ -177,7 +177,7 @@ export function createKubeContext(
     custom: kc.makeApiClient(CustomObjectsApi),
     authz: kc.makeApiClient(AuthorizationV1Api),
     closed,
-    watchTimeoutMs: options.watchTimeoutMs ?? 60_000,
+    watchTimeoutMs: options.watchTimeoutMs ?? DEFAULT_WATCH_TIMEOUT_MS,
   };
 }
 

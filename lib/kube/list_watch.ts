@@ -1,15 +1,30 @@
 /**
  * List-then-watch, the informer pattern without the cache library: list to
  * get the full state and a resourceVersion, watch from it, and on a broken
- * watch (410 Gone, an ERROR event, a reset connection) list again, so no
- * change is ever missed. A watch the server simply ends is resumed from the
- * last resourceVersion seen.
+ * watch (410 Gone, an ERROR event, another HTTP error) list again, so no
+ * change is ever missed. A watch the server ends, or whose connection resets
+ * (noticed at once: the stream runs on Deno's fetch, see `watch_stream.ts`),
+ * is resumed from the last resourceVersion seen, bookmarks included; if that
+ * version was compacted meanwhile, the server's 410 leads to a fresh list.
  *
  * @module
  */
-import { type KubeConfig, Watch } from "@kubernetes/client-node";
+import type { KubeConfig } from "@kubernetes/client-node";
 import { ForbiddenError, toKubeError } from "./errors.ts";
 import { backoffDelay, sleep } from "./retry.ts";
+import { streamWatch, type WatchEvent } from "./watch_stream.ts";
+
+/**
+ * Default longest life of one watch request (ms): 5 minutes. Resets are
+ * noticed at once, so this only bounds a connection that died silently.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_WATCH_TIMEOUT_MS } from "./list_watch.ts";
+ * DEFAULT_WATCH_TIMEOUT_MS; // 300000
+ * ```
+ */
+export const DEFAULT_WATCH_TIMEOUT_MS = 300_000;
 
 /** A Kubernetes object as far as list/watch care. */
 export interface WatchedObject {
@@ -37,8 +52,9 @@ export interface ListWatchSpec<T extends WatchedObject> {
   /** Called when a watch breaks and the loop lists again (logging, tests). */
   onRelist?(why: string): void;
   /**
-   * Longest one watch request lives (ms): sent as `timeoutSeconds` and
-   * enforced locally too, so a connection that died silently is replaced.
+   * Longest one watch request lives (ms, default 5 min): enforced locally, so
+   * a connection that died silently is replaced; the server-side
+   * `timeoutSeconds` is set a little below it.
    */
   timeoutMs?: number;
 }
@@ -116,74 +132,71 @@ async function pause(attempt: number, signal: AbortSignal): Promise<void> {
   }
 }
 
-function watchOnce<T extends WatchedObject>(
+async function watchOnce<T extends WatchedObject>(
   kubeConfig: KubeConfig,
   spec: ListWatchSpec<T>,
   from: string,
   signal: AbortSignal,
 ): Promise<WatchOutcome> {
-  return new Promise((resolve) => {
-    let settled = false;
-    let controller: AbortController | undefined;
-    let resourceVersion = from;
-    let sawData = false;
-    const timeoutMs = spec.timeoutMs ?? 60_000;
-    const finish = (outcome: WatchOutcome) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(expiry);
-      signal.removeEventListener("abort", onAbort);
-      controller?.abort();
-      resolve(outcome);
-    };
-    const onAbort = () => finish({ kind: "aborted" });
-    signal.addEventListener("abort", onAbort, { once: true });
-    // The server ends the watch after timeoutSeconds; the local timer (a little later) catches a dead connection.
-    const expiry = setTimeout(
-      () => finish({ kind: "closed", resourceVersion, sawData: true }),
-      timeoutMs + Math.min(2000, timeoutMs / 2),
-    );
-    const query = {
-      ...spec.query,
-      resourceVersion: from,
-      allowWatchBookmarks: "true",
-      timeoutSeconds: String(Math.max(1, Math.round(timeoutMs / 1000))),
-    };
-    const onData = (type: string, object: T & { code?: number; message?: string }) => {
-      if (settled) return;
-      sawData = true;
-      if (type === "ERROR") {
-        const error = toKubeError({ code: object?.code, body: object });
-        finish({ kind: "broken", why: `watch ERROR event: ${error.status} ${error.message}`, sawData: false });
-        return;
-      }
-      const rv = object?.metadata?.resourceVersion;
-      if (rv) resourceVersion = rv;
-      if (type === "BOOKMARK") return;
-      if (type !== "ADDED" && type !== "MODIFIED" && type !== "DELETED") return;
-      try {
-        spec.onEvent(type, object);
-      } catch (error) {
-        finish({ kind: "failed", error });
-      }
-    };
-    const onDone = (error: unknown) => {
-      if (!error) return finish({ kind: "closed", resourceVersion, sawData });
-      const kubeError = toKubeError(error);
-      if (kubeError instanceof ForbiddenError) {
-        // client-node's Watch drops the Status body of a refused watch: say what was refused.
-        const message = `watching ${spec.path} is forbidden (HTTP ${kubeError.status}): the Role must grant "watch"`;
-        return finish({ kind: "failed", error: new ForbiddenError(kubeError.status, "Forbidden", message) });
-      }
-      finish({ kind: "broken", why: `watch ended: ${kubeError.status || ""} ${kubeError.message}`.trim(), sawData });
-    };
-    if (signal.aborted) return finish({ kind: "aborted" });
-    new Watch(kubeConfig).watch(spec.path, query, onData, onDone).then(
-      (c) => {
-        controller = c;
-        if (settled) c.abort();
-      },
-      (error) => onDone(error ?? new Error("watch failed")),
-    );
-  });
+  if (signal.aborted) return { kind: "aborted" };
+  let resourceVersion = from;
+  let sawData = false;
+  // Set by an event that ends the watch (ERROR, a failing handler) or by the local expiry, which then abort `stop`.
+  let ended: WatchOutcome | undefined;
+  const stop = new AbortController();
+  const end = (outcome: WatchOutcome) => {
+    ended ??= outcome;
+    stop.abort(new Error("watch ended"));
+  };
+  const timeoutMs = spec.timeoutMs ?? DEFAULT_WATCH_TIMEOUT_MS;
+  // The server ends the watch after timeoutSeconds (a little earlier); this local bound catches a connection
+  // that died silently (no reset, no data).
+  const expiry = setTimeout(() => end({ kind: "closed", resourceVersion, sawData: true }), timeoutMs);
+  const onEvent = ({ type, object }: WatchEvent) => {
+    if (ended) return;
+    sawData = true;
+    const item = object as T & { code?: number; message?: string };
+    if (type === "ERROR") {
+      const error = toKubeError({ code: item?.code, body: item });
+      return end({ kind: "broken", why: `watch ERROR event: ${error.status} ${error.message}`, sawData: false });
+    }
+    const rv = item?.metadata?.resourceVersion;
+    if (rv) resourceVersion = rv;
+    if (type !== "ADDED" && type !== "MODIFIED" && type !== "DELETED") return; // BOOKMARK: only the version counts
+    try {
+      spec.onEvent(type, item);
+    } catch (error) {
+      end({ kind: "failed", error });
+    }
+  };
+  const query = {
+    ...spec.query,
+    resourceVersion: from,
+    allowWatchBookmarks: "true",
+    timeoutSeconds: String(serverTimeoutSeconds(timeoutMs)),
+  };
+  try {
+    await streamWatch(kubeConfig, { path: spec.path, query, onEvent }, AbortSignal.any([signal, stop.signal]));
+    return ended ?? { kind: "closed", resourceVersion, sawData };
+  } catch (error) {
+    if (signal.aborted) return { kind: "aborted" };
+    if (ended) return ended;
+    const kubeError = toKubeError(error);
+    if (kubeError instanceof ForbiddenError) {
+      const message = `watching ${spec.path} is forbidden (HTTP ${kubeError.status}): ${kubeError.message}; ` +
+        `the Role must grant "watch"`;
+      return { kind: "failed", error: new ForbiddenError(kubeError.status, kubeError.reason, message) };
+    }
+    // A connection that broke (reset, cut mid-event, refused): resume from the last version seen; if history
+    // was compacted meanwhile the server answers 410 and the loop lists again.
+    if (kubeError.status === 0) return { kind: "closed", resourceVersion, sawData };
+    return { kind: "broken", why: `watch failed: HTTP ${kubeError.status} ${kubeError.message}`, sawData };
+  } finally {
+    clearTimeout(expiry);
+  }
+}
+
+/** The server-side `timeoutSeconds` for a client-side bound: a little below it (10%, at most 10 s), at least 1 s. */
+function serverTimeoutSeconds(timeoutMs: number): number {
+  return Math.max(1, Math.floor((timeoutMs - Math.min(10_000, timeoutMs / 10)) / 1000));
 }

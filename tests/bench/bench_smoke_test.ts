@@ -28,7 +28,7 @@ Deno.test("bench harness: cold start, a load run, a stream and the report throug
     const first = await fetch(`${proxy.url}/v1/completions`, { method: "POST", body: WARM_BODY });
     assert.equal(first.status, 200);
     assert.equal((await first.json()).model, "bench");
-    const engine = (await proxy.lines()).find((l) => /bench-upstream: listening on/.test(l.msg));
+    const engine = (await proxy.lines()).findLast((l) => /bench-upstream: listening on/.test(l.msg));
     const directUrl = /http:\/\/127\.0\.0\.1:\d+/.exec(engine?.msg ?? "")?.[0];
     assert.ok(directUrl, "the engine's URL is in the proxy log");
 
@@ -65,15 +65,19 @@ Deno.test("bench harness: cold start, a load run, a stream and the report throug
       coldStart: { process: cold, kubernetes: null },
       switch: { process: null, kubernetes: null },
       fanIn: null,
-      memory: { idleMiB: 50, kubernetesIdleMiB: null, held: null, afterRequests: [], imports: [] },
+      memory: { idleMiB: 50, kubernetesIdleMiB: null, held: null, bareHeld: null, afterRequests: [], imports: [] },
       profile: null,
+      decideCost: [],
       notes: [],
     };
     const targets = evaluateTargets(results);
     assert.equal(targets.find((t) => t.name === "idle RSS")?.met, true);
     assert.equal(targets.find((t) => t.name.startsWith("warm p50"))?.met, null, "unmeasured targets say so");
     const doc = `${dir}/BENCHMARKS.md`;
-    await Deno.writeTextFile(doc, "# Benchmarks\n\nkept text\n\n<!-- bench:begin -->\nold\n<!-- bench:end -->\n\nkept too\n");
+    await Deno.writeTextFile(
+      doc,
+      "# Benchmarks\n\nkept text\n\n<!-- bench:begin -->\nold\n<!-- bench:end -->\n\nkept too\n",
+    );
     await writeMarkdown(doc, renderMarkdown({ ...results, targets }));
     const text = await Deno.readTextFile(doc);
     assert.match(text, /kept text/);

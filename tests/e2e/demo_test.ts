@@ -132,7 +132,9 @@ Deno.test("demo: the demo config end to end — cold start, switch, stream, stat
 });
 
 Deno.test("demo: `scripts/demo.ts` prints the curl lines, answers them, and stops its engines on SIGTERM", async () => {
-  const cli = spawnDeno(["scripts/demo.ts", "--port", "0", "--idle-timeout", "30s"]);
+  // From another directory: the demo finds its config and the fake engine itself.
+  const elsewhere = await Deno.makeTempDir({ prefix: "vllm-chill-demo-" });
+  const cli = spawnDeno([`${REPO_ROOT}scripts/demo.ts`, "--port", "0", "--idle-timeout", "30s"], {}, elsewhere);
   let enginePids: number[] = [];
   try {
     const line = await cli.waitForLine(/curl -s http:\/\/127\.0\.0\.1:\d+\/v1\/models/, 20_000);
@@ -178,5 +180,6 @@ Deno.test("demo: `scripts/demo.ts` prints the curl lines, answers them, and stop
         Deno.kill(pid, "SIGKILL");
       } catch { /* gone, as expected */ }
     }
+    await Deno.remove(elsewhere, { recursive: true });
   }
 });

@@ -74,6 +74,8 @@ export interface FakeEngineOptions {
   ignoreSigterm?: boolean;
   /** Replaces the `--port {port}` pair (e.g. a fixed port, or none at all). */
   portArgs?: string[];
+  /** More fields of the model spec (per-model timeouts, servedModelName, env…); used by `startProxy`. */
+  spec?: Partial<ModelSpecInput>;
 }
 
 /**
@@ -121,7 +123,15 @@ export function newMarker(): string {
   return `marker-${crypto.randomUUID()}`;
 }
 
-/** A process seen by `ps`. */
+/**
+ * A process seen by `ps`.
+ *
+ * @example
+ * ```ts
+ * import type { ProcInfo } from "./helpers.ts";
+ * const info: ProcInfo = { pid: 42, ppid: 1, args: "deno run -A fake_vllm.ts --model a" };
+ * ```
+ */
 export interface ProcInfo {
   /** Process id. */
   pid: number;
@@ -285,7 +295,16 @@ export function captureLogs(onLine?: (line: string) => void): {
   return { log, lines, records, messages: (msg) => records().filter((r) => r.msg === msg) };
 }
 
-/** A proxy with the process backend running in this process, plus what the tests need around it. */
+/**
+ * A proxy with the process backend running in this process, plus what the tests need around it.
+ *
+ * @example
+ * ```ts ignore
+ * import { type E2eProxy, startProxy } from "./helpers.ts";
+ * const proxy: E2eProxy = await startProxy({}, { a: {} });
+ * await proxy.close();
+ * ```
+ */
 export interface E2eProxy {
   /** The running server. */
   server: RunningServer;
@@ -332,9 +351,11 @@ export async function startProxy(
   const marker = options.marker ?? newMarker();
   const specs: Record<string, ModelSpecInput> = {};
   for (const [name, model] of Object.entries(models)) {
-    specs[name] = "modelName" in model
-      ? model as ModelSpecInput
-      : { modelName: `org/${name}`, command: fakeEngineCommand(marker, model as FakeEngineOptions) };
+    specs[name] = "modelName" in model ? model as ModelSpecInput : {
+      modelName: `org/${name}`,
+      ...(model as FakeEngineOptions).spec,
+      command: fakeEngineCommand(marker, model as FakeEngineOptions),
+    };
   }
   const config = parseConfig({
     backend: "process",
@@ -358,7 +379,12 @@ export async function startProxy(
     if (others.length) overlaps.push(`engine ${record.model} (pid ${record.pid}) started while ${others} still ran`);
   });
   const server = await startServer(config, { log: logs.log, shutdownGraceMs: options.shutdownGraceMs ?? 2000 });
-  await waitUntil(() => server.scaler.ready(), 5000, "the scaler to read the backend's state");
+  try {
+    await waitUntil(() => server.scaler.ready(), 5000, "the scaler to read the backend's state");
+  } catch (error) {
+    await server.shutdown();
+    throw error;
+  }
   let closed = false;
   return {
     server,
@@ -448,7 +474,16 @@ export async function readTimed(
   return chunks;
 }
 
-/** A child process whose output is read line by line. */
+/**
+ * A child process whose output is read line by line.
+ *
+ * @example
+ * ```ts ignore
+ * import { type SpawnedCli, spawnDeno } from "./helpers.ts";
+ * const cli: SpawnedCli = spawnDeno(["main.ts", "version"]);
+ * (await cli.exited).code; // 0
+ * ```
+ */
 export interface SpawnedCli {
   /** The child. */
   child: Deno.ChildProcess;
@@ -463,7 +498,7 @@ export interface SpawnedCli {
 }
 
 /**
- * Runs `deno run -A <args>` from the repository root, reading its output line by line.
+ * Runs `deno run -A <args>` (from the repository root unless `cwd` is given), reading its output line by line.
  *
  * @example
  * ```ts ignore
@@ -472,10 +507,10 @@ export interface SpawnedCli {
  * await cli.exited;
  * ```
  */
-export function spawnDeno(args: string[], env: Record<string, string> = {}): SpawnedCli {
+export function spawnDeno(args: string[], env: Record<string, string> = {}, cwd: string = REPO_ROOT): SpawnedCli {
   const child = new Deno.Command(DENO, {
     args: ["run", "-A", ...args],
-    cwd: REPO_ROOT,
+    cwd,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

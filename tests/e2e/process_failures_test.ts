@@ -80,6 +80,11 @@ Deno.test("process e2e: a command that does not exist → 503 with a clear messa
     const error = await errorOf(res);
     assert.match(error.message, /command not found: \/nonexistent\/.*\/vllm/);
     assert.equal(proxy.server.scaler.status().state, "idle");
+    // The admin preload says the same.
+    const load = await fetch(`${proxy.url}/admin/models/a/load?wait=true`, { method: "POST" });
+    assert.equal(load.status, 503);
+    assert.ok(load.headers.get("retry-after"));
+    assert.match((await errorOf(load)).message, /command not found/);
     await assertNoEngines(marker, 500);
   } finally {
     await proxy.close();

@@ -128,3 +128,26 @@ Deno.test("process e2e: heartbeats — a client that leaves while held is droppe
     await proxy.close();
   }
 });
+
+Deno.test("process e2e: heartbeats — an engine that refuses the held request ends the stream with its error", async () => {
+  const proxy = await startProxy({ enableModelSwitch: true, heartbeatInterval: "100ms" }, { a: { loadMs: 300 } });
+  try {
+    const stream = await proxy.openai().chat.completions.create({
+      model: "a",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 0,
+      stream: true,
+    });
+    await assert.rejects(
+      within(collectStream(stream), 10_000, "the SDK stream"),
+      (e: unknown) => e instanceof OpenAI.APIError && /max_tokens must be a positive integer/.test(e.message),
+    );
+    // Warm, the same request gets the engine's own status.
+    const warm = await postChat(proxy.url, "a", { stream: true, max_tokens: 0 });
+    assert.equal(warm.status, 400);
+    await warm.body?.cancel();
+    assert.deepEqual(proxy.logs.messages("request").map((r) => r.status), [400, 400]);
+  } finally {
+    await proxy.close();
+  }
+});

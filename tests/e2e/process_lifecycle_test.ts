@@ -10,6 +10,11 @@ Deno.test("process e2e: N concurrent requests while cold → one engine start, a
   const proxy = await startProxy({ enableModelSwitch: true }, { a: { loadMs: 300 } });
   try {
     assert.deepEqual(await proxy.engines(), [], "nothing runs before the first request");
+    for (const path of ["/healthz", "/readyz"]) {
+      const res = await fetch(`${proxy.url}${path}`);
+      assert.equal(res.status, 200, path);
+      await res.body?.cancel();
+    }
     const openai = proxy.openai();
     const started = performance.now();
     const answers = await within(
@@ -90,20 +95,20 @@ Deno.test("process e2e: a stream is passed through chunk by chunk, not buffered"
 
 Deno.test("process e2e: idle scale-down stops the engine, but never cuts a stream longer than idleTimeout", async () => {
   const proxy = await startProxy(
-    { enableModelSwitch: true, idleTimeout: "1s" },
+    { enableModelSwitch: true, idleTimeout: "700ms" },
     { a: { loadMs: 100, tokensPerSec: 10 } },
   );
   try {
     const openai = proxy.openai();
     const idle = proxy.nextState("idle", 15_000);
     const started = performance.now();
-    // 18 tokens at 10/s: a stream of ~1.7 s, longer than idleTimeout.
+    // 12 tokens at 10/s: a stream of ~1.1 s, longer than idleTimeout.
     const content = await within(
       collectStream(
         await openai.chat.completions.create({
           model: "a",
           messages: [{ role: "user", content: "tell me a long story" }],
-          max_tokens: 18,
+          max_tokens: 12,
           stream: true,
         }),
       ),
@@ -111,21 +116,25 @@ Deno.test("process e2e: idle scale-down stops the engine, but never cuts a strea
       "the long stream",
     );
     const streamMs = performance.now() - started;
-    assert.equal(content.split(" ").length, 18, "the stream was not cut");
-    assert.ok(streamMs >= 1500, `the stream outlived idleTimeout (${streamMs} ms)`);
+    assert.equal(content.split(" ").length, 12, "the stream was not cut");
+    assert.ok(streamMs >= 1000, `the stream outlived idleTimeout (${streamMs} ms)`);
     assert.equal(proxy.server.scaler.status().state, "ready", "still loaded right after the stream");
     assert.equal((await proxy.engines()).length, 1);
 
     await idle;
     const idleAfter = performance.now() - started - streamMs;
-    assert.ok(idleAfter >= 900, `idle timer ran from the end of the stream (${idleAfter} ms)`);
+    assert.ok(idleAfter >= 600, `idle timer ran from the end of the stream (${idleAfter} ms)`);
     assert.equal(proxy.logs.messages("engine stopped").length, 1);
     assert.deepEqual(await proxy.engines(), [], "engine process gone after idleTimeout");
     const models = await (await fetch(`${proxy.url}/v1/models`)).json();
     assert.equal(models.data[0].status, "cold");
 
     // And it wakes again.
-    const again = await openai.chat.completions.create({ model: "a", messages: [{ role: "user", content: "x" }] });
+    const again = await openai.chat.completions.create({
+      model: "a",
+      messages: [{ role: "user", content: "x" }],
+      max_tokens: 1,
+    });
     assert.equal(again.model, "a");
     assert.equal(proxy.engineStarts(), 2);
   } finally {
@@ -222,6 +231,59 @@ Deno.test("process e2e: scale-only mode (one model, body untouched) — hold-and
     assert.equal(other.status, 404);
     assert.match((await other.json()).error.message, /something-else/);
     assert.equal(proxy.engineStarts(), 1);
+  } finally {
+    await proxy.close();
+  }
+});
+
+Deno.test("process e2e: per-model overrides (servedModelName, holdTimeout, idleTimeout) apply to the process backend", async () => {
+  const proxy = await startProxy(
+    { enableModelSwitch: true, idleTimeout: "1m", holdTimeout: "1m" },
+    { b: { loadMs: 700, spec: { servedModelName: "bee", holdTimeout: "200ms", idleTimeout: "300ms" } } },
+  );
+  try {
+    const ready = proxy.nextState("ready", 10_000);
+    const started = performance.now();
+    const early = await postChat(proxy.url, "bee");
+    assert.equal(early.status, 504, "the model's own holdTimeout");
+    assert.ok(performance.now() - started < 650, "rejected before the engine was ready");
+    await early.body?.cancel();
+    await ready;
+    const engine = await proxy.engines();
+    assert.equal(engine.length, 1);
+    assert.ok(engine[0].args.includes("--model bee"), "{served} is the served name");
+
+    const idle = proxy.nextState("idle", 10_000);
+    // Asked for by its key, answered under its served name.
+    const answer = await proxy.openai().chat.completions.create({
+      model: "b",
+      messages: [{ role: "user", content: "x" }],
+    });
+    assert.equal(answer.model, "bee");
+    const answeredAt = performance.now();
+    await idle;
+    assert.ok(performance.now() - answeredAt < 5000, "the model's own idleTimeout (300ms), not the global 1m");
+    assert.deepEqual(await proxy.engines(), []);
+  } finally {
+    await proxy.close();
+  }
+});
+
+Deno.test("process e2e: a request that arrives while the engine is stopping is held, then served by a fresh engine", async () => {
+  const proxy = await startProxy(
+    { enableModelSwitch: true, idleTimeout: "300ms" },
+    { a: { loadMs: 100, stopDelayMs: 500 } },
+  );
+  try {
+    const first = await postChat(proxy.url, "a");
+    assert.equal(first.status, 200);
+    await first.body?.cancel();
+    await waitUntil(() => proxy.server.scaler.status().state === "stopping", 5000, "the idle stop", 5);
+    const res = await within(postChat(proxy.url, "a"), 10_000, "the answer");
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).model, "a");
+    assert.equal(proxy.engineStarts(), 2);
+    assert.deepEqual(proxy.overlaps, [], "the new engine started after the old one exited");
   } finally {
     await proxy.close();
   }

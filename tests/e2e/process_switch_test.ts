@@ -191,7 +191,7 @@ Deno.test("process e2e: a switch whose new engine fails → 503 for its requests
 Deno.test("process e2e: an engine that ignores SIGTERM is killed after stopGracePeriod, then the switch goes on", async () => {
   const proxy = await startProxy(
     { enableModelSwitch: true, process: { stopGracePeriod: "400ms" } },
-    { a: { loadMs: 100, ignoreSigterm: true }, b: { loadMs: 100 } },
+    { a: { loadMs: 100, ignoreSigterm: true }, b: { loadMs: 100, ignoreSigterm: true } },
   );
   try {
     const openai = proxy.openai();
@@ -207,6 +207,7 @@ Deno.test("process e2e: an engine that ignores SIGTERM is killed after stopGrace
     assert.ok(proxy.logs.messages("engine still running after SIGTERM, killing it").length === 1);
     assert.deepEqual(proxy.overlaps, [], "b started only once a was killed");
   } finally {
+    // b ignores SIGTERM too: shutting the proxy down kills it after the grace period (close asserts it is gone).
     await proxy.close();
   }
 });

@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { assertNoEngines, fakeEngineCommand, newMarker, spawnDeno, within } from "./helpers.ts";
 
 const API_KEY = "cli-key-7c1f03b2aa";
+const ADMIN_TOKEN = "cli-admin-91d0c4e7f2";
 
 async function writeConfig(config: Record<string, unknown>): Promise<string> {
   const file = await Deno.makeTempFile({ prefix: "vllm-chill-e2e-", suffix: ".json" });
@@ -27,7 +28,7 @@ Deno.test("serve CLI: starts, answers, and on SIGTERM lets a stream in flight fi
     process: { stopGracePeriod: "2s" },
     models: { a: { modelName: "org/a", command: fakeEngineCommand(marker, { loadMs: 100, tokensPerSec: 12 }) } },
   });
-  const cli = spawnDeno(["main.ts", "serve", "--config", file, "--log-format", "json"], {
+  const cli = spawnDeno(["main.ts", "serve", "--config", file, "--log-format", "json", "--admin-token", ADMIN_TOKEN], {
     VLLM_CHILL_API_KEYS: API_KEY,
   });
   try {
@@ -41,6 +42,11 @@ Deno.test("serve CLI: starts, answers, and on SIGTERM lets a stream in flight fi
     const refused = await fetch(`${url}/v1/chat/completions`, { method: "POST", body: '{"model":"a"}' });
     assert.equal(refused.status, 401, "the key from VLLM_CHILL_API_KEYS is required");
     await refused.body?.cancel();
+
+    const admin = await fetch(`${url}/admin/status`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    assert.equal(admin.status, 200, "the admin token from --admin-token is accepted");
+    const adminText = await admin.text();
+    assert.ok(!adminText.includes(ADMIN_TOKEN) && !adminText.includes(API_KEY));
 
     // A stream of ~1 s (12 tokens at 12/s); SIGTERM once its first token arrived.
     const res = await fetch(`${url}/v1/chat/completions`, {
@@ -70,6 +76,7 @@ Deno.test("serve CLI: starts, answers, and on SIGTERM lets a stream in flight fi
     await assertNoEngines(marker, 3000);
     const output = [...cli.stdout, ...cli.stderr].join("\n");
     assert.ok(!output.includes(API_KEY), "the API key never reaches the log");
+    assert.ok(!output.includes(ADMIN_TOKEN), "the admin token never reaches the log");
     assert.ok(cli.stdout.some((line) => line.includes('"msg":"stopped"')));
   } finally {
     try {

@@ -6,10 +6,6 @@ import { assertCallsListed, type FakeKube, withKube } from "./helpers.ts";
 const FAST = { scheduleMs: 5, startMs: 10, readyMs: 20, terminateMs: 20 };
 // Slow readiness (the wait must watch) and lingering terminating pods (forceDeletePods has one to delete),
 // so every table entry is exercised whatever the machine load.
-/** Table entries lib/kube itself does not use (granted for other callers); keep this list short and explained. */
-const NOT_USED_BY_LIB_KUBE = new Set([
-  "get vllmmodels", // lib/kube lists + watches VLLMModels; a single-object get is not needed by it
-]);
 
 Deno.test("every verb of lib/kube calls the API only in ways API_CALLS lists (Role enforced)", async () => {
   await withKube(async ({ fake, client, config }) => {
@@ -35,7 +31,6 @@ Deno.test("every verb of lib/kube calls the API only in ways API_CALLS lists (Ro
     for (const entry of API_CALLS) {
       for (const verb of entry.verbs) {
         const key = `${verb} ${entry.resource}${entry.subresource ? "/" + entry.subresource : ""}`;
-        if (NOT_USED_BY_LIB_KUBE.has(key)) continue;
         assert.ok(used.has(key), `API_CALLS lists "${key}" but no verb used it`);
       }
     }

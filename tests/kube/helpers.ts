@@ -7,6 +7,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { KubeConfig } from "@kubernetes/client-node";
 import { parseConfig } from "../../lib/config/define.ts";
 import type { ChillConfig, ChillConfigInput } from "../../lib/config/schema.ts";
 import { API_CALLS } from "../../lib/kube/api_calls.ts";
@@ -59,7 +60,7 @@ export interface KubeTestEnv {
  */
 export async function withKube(
   fn: (env: KubeTestEnv) => Promise<void>,
-  options: { fake?: FakeKubeOptions; config?: ChillConfigInput; checkCalls?: boolean } = {},
+  options: { fake?: FakeKubeOptions; config?: ChillConfigInput; checkCalls?: boolean; watchTimeoutMs?: number } = {},
 ): Promise<void> {
   const config = testConfig(options.config);
   const fake = await startFakeKube({ namespace: "ai-apps", role: generatedRole(config), ...options.fake });
@@ -71,8 +72,9 @@ export async function withKube(
       namespace: config.namespace,
       target: config.target,
       log,
-      // Short watches: a connection the fake drops is replaced quickly (see the report on dropWatches).
-      watchTimeoutMs: 1000,
+      // Long watches (as in production, 5 min by default): a dropped or reset watch must be noticed at once,
+      // never replaced only because its timeout ran out.
+      watchTimeoutMs: options.watchTimeoutMs ?? 60_000,
     });
     clients.push(c);
     return c;
@@ -85,6 +87,26 @@ export async function withKube(
     for (const c of clients) c.close();
     await fake.close();
   }
+}
+
+/**
+ * A client of the same fake reached through `server` (e.g. a relay that cuts connections), with 60 s watches.
+ * The caller closes it.
+ */
+export function clientVia(env: Pick<KubeTestEnv, "fake" | "config">, server: string): KubeClient {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [{ name: "fake", server, skipTLSVerify: true }],
+    users: [{ name: "vllm-chill", token: env.fake.token }],
+    contexts: [{ name: "fake", cluster: "fake", user: "vllm-chill", namespace: env.config.namespace }],
+    currentContext: "fake",
+  });
+  return createKubeClient({
+    kubeConfig,
+    namespace: env.config.namespace,
+    target: env.config.target,
+    watchTimeoutMs: 60_000,
+  });
 }
 
 /** Asserts every API call the fake recorded is covered by API_CALLS (SelfSubjectAccessReviews aside). */

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { ModelRegistry } from "../../lib/models/registry.ts";
 import { parseVllmModel } from "../../lib/kube/mod.ts";
-import { eventually, withKube } from "./helpers.ts";
+import { CuttingRelay } from "./cutting_relay.ts";
+import { clientVia, eventually, withKube } from "./helpers.ts";
 
 const vllmModel = (name: string, spec: unknown) => ({
   apiVersion: "vllm.efortin.github.io/v1alpha1",
@@ -81,3 +82,40 @@ Deno.test("watchModels survives a missing CRD (404): warns once, retries, then s
     }
   });
 });
+
+for (const fault of ["dropped (stream ended)", "reset mid-stream"] as const) {
+  Deno.test(`watchModels: a watch ${fault} is resumed at once and a model added in the gap is seen`, async () => {
+    await withKube(async ({ fake, client, config }) => {
+      const relay = new CuttingRelay(fake.url);
+      const kube = fault === "reset mid-stream" ? clientVia({ fake, config }, relay.url) : client;
+      const registry = new ModelRegistry({});
+      const controller = new AbortController();
+      const watch = kube.watchModels(registry, controller.signal, { retryMinMs: 10, retryMaxMs: 50 });
+      try {
+        assert.equal(await watch.synced, true);
+        await eventually(
+          () =>
+            fake.calls.some((c) => c.verb === "watch" && c.resource === "vllmmodels") &&
+            (fault !== "reset mid-stream" || relay.streamingWatches() === 1),
+          2000,
+          "an open VLLMModel watch",
+        );
+        const started = Date.now();
+        if (fault === "reset mid-stream") assert.equal(relay.cutWatches(), 1);
+        else fake.faults.dropWatches("vllmmodels");
+        // Added while no watch is open: only a resume from the last resourceVersion sees it.
+        fake.store.createObject("vllmmodels", vllmModel("in-the-gap", { modelName: "org/gap" }), "ai-apps");
+        await eventually(() => registry.resolve("in-the-gap") !== undefined, 3000, "the model added in the gap");
+        const elapsed = Date.now() - started;
+        assert.ok(elapsed < 3000, `seen ${elapsed} ms after the ${fault} watch (watchTimeoutMs 60 s)`);
+        const lists = fake.calls.filter((c) => c.verb === "list" && c.resource === "vllmmodels");
+        assert.equal(lists.length, 1, "resumed from the last resourceVersion, no re-list needed");
+      } finally {
+        controller.abort();
+        await watch.done;
+        if (kube !== client) kube.close();
+        await relay.close();
+      }
+    });
+  });
+}

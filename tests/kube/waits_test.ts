@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { BackendError } from "../../lib/backend/types.ts";
 import { ModelRegistry } from "../../lib/models/registry.ts";
-import { eventually, type KubeTestEnv, withKube } from "./helpers.ts";
+import { CuttingRelay } from "./cutting_relay.ts";
+import { clientVia, eventually, type KubeTestEnv, withKube } from "./helpers.ts";
 
 const FAST = { scheduleMs: 5, startMs: 10, readyMs: 20, terminateMs: 20 };
 
@@ -165,3 +166,55 @@ Deno.test("a wait honours its AbortSignal (kind aborted)", async () => {
     await env.client.scale(0);
   }, { fake: { gpusPerNode: 0, timing: FAST } });
 });
+
+/** Marks a pod Ready in the store, as the kubelet does when its readiness probe passes. */
+function markReady(env: KubeTestEnv, name: string) {
+  // deno-lint-ignore no-explicit-any
+  const pod: any = env.fake.store.getObject("pods", name, "ai-apps");
+  for (const c of pod.status.conditions) if (c.type === "Ready" || c.type === "ContainersReady") c.status = "True";
+  for (const cs of pod.status.containerStatuses ?? []) cs.ready = true;
+  env.fake.store.updateObject("pods", pod, "ai-apps");
+}
+
+for (const fault of ["dropped (stream ended)", "reset mid-stream"] as const) {
+  Deno.test(`a watch ${fault} during waitReady is resumed at once and the pod turning Ready in the gap is seen`, async () => {
+    const gate = { open: false };
+    await withKube(async (env) => {
+      const relay = new CuttingRelay(env.fake.url);
+      const client = fault === "reset mid-stream" ? clientVia(env, relay.url) : env.client;
+      try {
+        await ensure(env);
+        await client.scale(1);
+        const progress: string[] = [];
+        const waiting = client.waitReady({ deadline: Date.now() + 20_000, onProgress: (p) => progress.push(p) });
+        waiting.catch(() => {}); // awaited below; a failed setup must not leave it unhandled
+        await eventually(
+          () =>
+            progress.some((p) => /Running/.test(p)) &&
+            env.fake.calls.some((c) => c.verb === "watch" && c.resource === "pods") &&
+            (fault !== "reset mid-stream" || relay.streamingWatches() === 1),
+          5000,
+          "a Running, not Ready pod and an open pod watch",
+        );
+        const name = env.fake.kubelet.pods()[0].metadata.name;
+        const watchesBefore = env.fake.calls.filter((c) => c.verb === "watch" && c.resource === "pods").length;
+        const started = Date.now();
+        if (fault === "reset mid-stream") assert.equal(relay.cutWatches(), 1);
+        else env.fake.faults.dropWatches("pods");
+        // The pod turns Ready while no watch is open: only a resume from the last resourceVersion sees it.
+        gate.open = true;
+        markReady(env, name);
+        assert.equal(await waiting, name);
+        const elapsed = Date.now() - started;
+        assert.ok(elapsed < 3000, `Ready seen ${elapsed} ms after the ${fault} watch (watchTimeoutMs 60 s)`);
+        const watches = env.fake.calls.filter((c) => c.verb === "watch" && c.resource === "pods");
+        assert.ok(watches.length > watchesBefore, "the watch was re-established");
+        const lists = env.fake.calls.filter((c) => c.verb === "list" && c.resource === "pods" && c.status === 200);
+        assert.equal(lists.length, 1, "resumed from the last resourceVersion, no re-list needed");
+      } finally {
+        if (client !== env.client) client.close();
+        await relay.close();
+      }
+    }, { fake: { timing: FAST, readiness: () => gate.open } });
+  });
+}

@@ -186,8 +186,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<FakeCl
     started,
     vllm: () => current?.ref,
     serving: () => current?.served,
-    scalePatches: () =>
-      kube.calls.filter((c) => c.verb === "patch" && c.subresource === "scale" && c.status < 300),
+    scalePatches: () => kube.calls.filter((c) => c.verb === "patch" && c.subresource === "scale" && c.status < 300),
     configuredModel: () =>
       kube.store.getObject("configmaps", config.target.configMap, config.namespace)?.data?.VLLM_CHILL_MODEL,
     replicas: () => kube.store.getObject("deployments", config.target.deployment, config.namespace)?.spec?.replicas,

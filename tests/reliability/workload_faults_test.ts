@@ -1,0 +1,149 @@
+/**
+ * Scenario 2 — workload faults on the Kubernetes backend: a pod that never
+ * becomes Ready, a crash-looping pod, the upstream connection reset in the
+ * middle of a stream, an old pod stuck terminating during a switch.
+ */
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { chat, metricValue, scrape, waitUntil, within, withKubeProxy } from "./helpers.ts";
+
+async function adminStatus(url: string): Promise<Record<string, unknown>> {
+  const res = await fetch(`${url}/admin/status`);
+  assert.equal(res.status, 200);
+  return await res.json();
+}
+
+Deno.test("workload faults: a pod that never becomes Ready → held requests get 503, Deployment back to 0, then recovers", async () => {
+  await withKubeProxy(
+    { config: { startTimeout: "1s", holdTimeout: "4s" } },
+    async ({ cluster, proxy }) => {
+      const { fake } = cluster;
+      fake.faults.podNeverReady(true);
+      const results = await Promise.all([chat(proxy.url, "model-a"), chat(proxy.url, "model-a")]);
+      for (const res of results) {
+        assert.equal(res.status, 503, JSON.stringify(res.body));
+        assert.ok(res.headers.get("retry-after"), "503 carries Retry-After");
+        assert.ok(res.ms < 4000, `answered before holdTimeout (${res.ms} ms)`);
+        assert.match(String((res.body.error as { message: string }).message), /startTimeout|ready|time/i);
+      }
+      await fake.until(() => cluster.replicas() === 0 && fake.kubelet.pods().length === 0, 5000, "scaled back to 0");
+      assert.equal(fake.kubelet.gpusInUse(), 0, "GPU freed");
+      const status = await adminStatus(proxy.url);
+      assert.ok(status.lastError, "the failure is visible in /admin/status");
+      fake.faults.clear();
+      const ok = await chat(proxy.url, "model-a");
+      assert.equal(ok.status, 200);
+      assert.equal(ok.body.model, "model-a");
+    },
+  );
+});
+
+Deno.test("workload faults: a crash-looping pod → 503 quickly with the reason, Deployment back to 0, then recovers", async () => {
+  await withKubeProxy(
+    { config: { startTimeout: "6s", holdTimeout: "7s" } },
+    async ({ cluster, proxy }) => {
+      const { fake } = cluster;
+      fake.faults.crashLoop(true);
+      const res = await chat(proxy.url, "model-b");
+      assert.equal(res.status, 503, JSON.stringify(res.body));
+      assert.ok(res.ms < 6000, `failed fast instead of waiting for startTimeout (${res.ms} ms)`);
+      assert.match(JSON.stringify(res.body), /crash|CrashLoopBackOff|restart/i);
+      await fake.until(() => cluster.replicas() === 0 && fake.kubelet.pods().length === 0, 5000, "scaled back to 0");
+      const status = await adminStatus(proxy.url);
+      assert.match(JSON.stringify(status.lastError), /crash|CrashLoopBackOff|restart/i);
+      assert.ok(proxy.logs.lines.some((l) => /CrashLoopBackOff|crash/i.test(l)), "the log says why");
+      fake.faults.clear();
+      const ok = await chat(proxy.url, "model-b");
+      assert.equal(ok.status, 200);
+      assert.equal(ok.body.model, "model-b");
+    },
+  );
+});
+
+Deno.test("workload faults: upstream reset mid-stream → the SDK raises, it is counted, the next request works", async () => {
+  await withKubeProxy(
+    { vllm: { crashAfterChunks: 3, crashMode: "reset", tokensPerSec: 200 } },
+    async ({ proxy }) => {
+      const openai = new OpenAI({ baseURL: `${proxy.url}/v1`, apiKey: "none", maxRetries: 0, timeout: 10_000 });
+      const stream = await openai.chat.completions.create({
+        model: "model-c",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 12,
+        stream: true,
+      });
+      let chunks = 0;
+      await assert.rejects(
+        within(
+          (async () => {
+            for await (const _ of stream) chunks++;
+          })(),
+          10_000,
+          "the broken stream",
+        ),
+        "the client sees the cut stream as an error, not as a clean end",
+      );
+      assert.ok(chunks >= 1 && chunks < 12, `some chunks arrived before the reset (${chunks})`);
+      await waitUntil(
+        async () => {
+          const text = await scrape(proxy.url);
+          return metricValue(text, "vllm_chill_rejected_requests_total", { reason: "upstream_error" }) >= 1 &&
+            metricValue(text, "vllm_chill_requests_total", { model: "model-c", code: "502" }) >= 1;
+        },
+        3000,
+        "the cut stream counted as upstream_error / 502",
+      );
+      const text = await scrape(proxy.url);
+      assert.equal(metricValue(text, "vllm_chill_inflight_requests", { model: "model-c" }), 0, "no stuck in-flight");
+      const next = await chat(proxy.url, "model-c");
+      assert.equal(next.status, 200);
+      assert.equal(next.body.model, "model-c");
+    },
+  );
+});
+
+Deno.test("workload faults: an old pod stuck terminating → the switch waits (held requests bounded), says why, completes once it is gone", async () => {
+  await withKubeProxy(
+    { config: { holdTimeout: "1500ms" } },
+    async ({ cluster, proxy }) => {
+      const { fake } = cluster;
+      assert.equal((await chat(proxy.url, "model-a")).status, 200);
+      fake.faults.stuckTerminating(true);
+      const held = chat(proxy.url, "model-b");
+      await fake.until(
+        () => fake.kubelet.pods().some((p) => p.metadata?.deletionTimestamp),
+        5000,
+        "the old pod to start terminating",
+      );
+      // While it waits, /admin/status says what for.
+      const status = await waitUntil(
+        async () => {
+          const s = await adminStatus(proxy.url);
+          return /terminating/i.test(JSON.stringify(s.backendInfo ?? s.backend)) ? s : null;
+        },
+        3000,
+        "/admin/status to name the terminating pod",
+      );
+      assert.equal(status.state, "switching");
+      assert.equal(status.nextModel, "model-b");
+      assert.ok(proxy.logs.lines.some((l) => /switch to model-b/.test(l)), "the log says a switch is under way");
+      await waitUntil(
+        () => proxy.logs.lines.some((l) => /gone/.test(l) && /terminating/i.test(l)),
+        3000,
+        "the log to say the switch waits for a terminating pod",
+      );
+      const res = await held;
+      assert.equal(res.status, 504, "the held request is bounded by holdTimeout");
+      assert.ok(res.ms < 1500 + 1500, `answered in ${res.ms} ms`);
+      assert.equal(cluster.configuredModel(), "model-a", "the ConfigMap was not rewritten while the old pod runs");
+      assert.equal(fake.kubelet.gpusInUse(), 1);
+      // The pod finally goes (an operator, or the kubelet): the switch completes and the next request is served.
+      fake.faults.clear();
+      const stuck = fake.kubelet.pods().find((p) => p.metadata?.deletionTimestamp);
+      fake.store.deleteObject("pods", stuck.metadata.name, "ai-apps", 0);
+      const next = await chat(proxy.url, "model-b");
+      assert.equal(next.status, 200, JSON.stringify(next.body));
+      assert.equal(next.body.model, "model-b");
+      assert.equal(cluster.configuredModel(), "model-b");
+    },
+  );
+});
