@@ -32,6 +32,7 @@ interface Plan {
   concurrencies: number[];
   warmupMs: number;
   durationMs: number;
+  rounds: number;
   streams: number;
   coldStarts: number;
   switches: number;
@@ -47,7 +48,8 @@ interface Plan {
 const FULL: Plan = {
   concurrencies: [1, 16, 64, 256],
   warmupMs: 1000,
-  durationMs: 5000,
+  durationMs: 2000,
+  rounds: 3,
   streams: 8,
   coldStarts: 5,
   switches: 4,
@@ -63,6 +65,7 @@ const QUICK: Plan = {
   concurrencies: [1, 64],
   warmupMs: 0,
   durationMs: 1000,
+  rounds: 1,
   streams: 2,
   coldStarts: 2,
   switches: 2,
@@ -187,6 +190,7 @@ export async function runBench(args: string[]): Promise<BenchResults> {
             concurrencies: plan.concurrencies,
             warmupMs: plan.warmupMs,
             durationMs: plan.durationMs,
+            rounds: plan.rounds,
             tool,
             say,
           });
@@ -202,8 +206,8 @@ export async function runBench(args: string[]): Promise<BenchResults> {
           });
           const s = results.streaming;
           say(
-            `stream TTFB +${s.ttfbOverheadP50Ms.toFixed(3)} ms, gap +${s.gapOverheadP50Ms.toFixed(3)} / +${
-              s.gapOverheadP99Ms.toFixed(3)
+            `stream TTFB +${s.ttfbOverheadP50Ms.toFixed(3)} ms, lateness +${s.lateOverheadP50Ms.toFixed(3)} / +${
+              s.lateOverheadP99Ms.toFixed(3)
             } ms`,
           );
         }
@@ -331,7 +335,7 @@ export async function runBench(args: string[]): Promise<BenchResults> {
       } finally {
         await proxy.stop();
       }
-      results.memory.bareHeld = await measureBareHeld(dir, plan.held, 120_000);
+      if (!values.quick) results.memory.bareHeld = await measureBareHeld(dir, plan.held, 120_000);
       say(
         `held: idle ${results.memory.held.idleMiB.toFixed(1)} MiB, ${
           results.memory.held.points.map((p) => `${p.held}: +${p.deltaMiB.toFixed(1)} MiB`).join(", ")
@@ -339,7 +343,7 @@ export async function runBench(args: string[]): Promise<BenchResults> {
       );
     }
 
-    if (only.has("memory")) {
+    if (only.has("memory") && !values.quick) {
       say("RSS per import…");
       results.decideCost = await measureDecide([0, 1000, 10_000]);
       results.memory.imports = await measureImports([

@@ -13,9 +13,15 @@ export interface StreamStats {
   /** Median time to the first body byte, ms. */
   ttfbP50Ms: number;
   ttfbP99Ms: number;
-  /** Gaps between consecutive SSE events, ms. */
+  /** Gaps between consecutive SSE events, ms (0 when several arrive in one read). */
   gapP50Ms: number;
   gapP99Ms: number;
+  /**
+   * Lateness of each event: arrival − (first event's arrival + n / tokens per second), ms. The engine
+   * schedules token n at n / rate after the first, so this is how late the client saw each token.
+   */
+  lateP50Ms: number;
+  lateP99Ms: number;
   /** Events per stream (tokens + [DONE]). */
   events: number;
   /** Total stream duration, median, ms. */
@@ -31,6 +37,9 @@ export interface StreamResult {
   ttfbOverheadP50Ms: number;
   gapOverheadP50Ms: number;
   gapOverheadP99Ms: number;
+  /** proxy − direct lateness, ms. */
+  lateOverheadP50Ms: number;
+  lateOverheadP99Ms: number;
 }
 
 /**
@@ -52,7 +61,8 @@ export function percentile(values: number[], p: number): number {
 async function oneStream(
   base: string,
   tokens: number,
-): Promise<{ ttfb: number; gaps: number[]; events: number; total: number }> {
+  intervalMs: number,
+): Promise<{ ttfb: number; gaps: number[]; late: number[]; events: number; total: number }> {
   const body = JSON.stringify({ model: "bench", prompt: "hi", max_tokens: tokens, stream: true });
   const started = performance.now();
   const res = await fetch(`${base}/v1/completions`, {
@@ -68,7 +78,9 @@ async function oneStream(
   let buffered = "";
   let last = NaN;
   let events = 0;
+  let first = NaN;
   const gaps: number[] = [];
+  const late: number[] = [];
   for (;;) {
     const { done, value } = await reader.read();
     const now = performance.now();
@@ -80,24 +92,30 @@ async function oneStream(
       const event = buffered.slice(0, idx);
       buffered = buffered.slice(idx + 2);
       if (!event.startsWith("data:")) continue; // heartbeat comments
+      if (Number.isNaN(first)) first = now;
+      // Token events only ([DONE] follows the last token at once).
+      if (!event.startsWith("data: [DONE]")) late.push(now - (first + events * intervalMs));
       if (!Number.isNaN(last)) gaps.push(now - last);
       last = now;
       events++;
     }
   }
-  return { ttfb, gaps, events, total: performance.now() - started };
+  return { ttfb, gaps, late, events, total: performance.now() - started };
 }
 
-async function measure(base: string, tokens: number, streams: number): Promise<StreamStats> {
+async function measure(base: string, tokens: number, tokensPerSec: number, streams: number): Promise<StreamStats> {
+  const intervalMs = 1000 / tokensPerSec;
   const ttfbs: number[] = [];
   const gaps: number[] = [];
+  const late: number[] = [];
   const totals: number[] = [];
   let events = 0;
-  await oneStream(base, 20); // warm the connection and the JIT
+  await oneStream(base, 20, intervalMs); // warm the connection and the JIT
   for (let i = 0; i < streams; i++) {
-    const r = await oneStream(base, tokens);
+    const r = await oneStream(base, tokens, intervalMs);
     ttfbs.push(r.ttfb);
     gaps.push(...r.gaps);
+    late.push(...r.late);
     totals.push(r.total);
     events = r.events;
   }
@@ -107,6 +125,8 @@ async function measure(base: string, tokens: number, streams: number): Promise<S
     ttfbP99Ms: percentile(ttfbs, 99),
     gapP50Ms: percentile(gaps, 50),
     gapP99Ms: percentile(gaps, 99),
+    lateP50Ms: percentile(late, 50),
+    lateP99Ms: percentile(late, 99),
     events,
     durationP50Ms: percentile(totals, 50),
   };
@@ -128,8 +148,8 @@ export async function runStreaming(o: {
   tokensPerSec: number;
   streams: number;
 }): Promise<StreamResult> {
-  const direct = await measure(o.directUrl, o.tokens, o.streams);
-  const proxy = await measure(o.proxyUrl, o.tokens, o.streams);
+  const direct = await measure(o.directUrl, o.tokens, o.tokensPerSec, o.streams);
+  const proxy = await measure(o.proxyUrl, o.tokens, o.tokensPerSec, o.streams);
   return {
     tokens: o.tokens,
     tokensPerSec: o.tokensPerSec,
@@ -138,5 +158,7 @@ export async function runStreaming(o: {
     ttfbOverheadP50Ms: proxy.ttfbP50Ms - direct.ttfbP50Ms,
     gapOverheadP50Ms: proxy.gapP50Ms - direct.gapP50Ms,
     gapOverheadP99Ms: proxy.gapP99Ms - direct.gapP99Ms,
+    lateOverheadP50Ms: proxy.lateP50Ms - direct.lateP50Ms,
+    lateOverheadP99Ms: proxy.lateP99Ms - direct.lateP99Ms,
   };
 }

@@ -8,11 +8,16 @@
  */
 import { type LoadResult, type LoadTool, runLoad } from "./load.ts";
 import { cpuMs } from "./procs.ts";
+import { percentile } from "./stream.ts";
 
 /** A load result plus the CPU time the forwarding process(es) spent per request. */
 export type WarmResult = LoadResult & {
   /** CPU µs per request of the process(es) under test (direct: the engine; others: the proxy alone). */
   cpuUsPerRequest: number;
+  /** Measured runs this combines (figures are medians over them). */
+  rounds: number;
+  /** 1-minute load average of the machine when measured (other work skews the figures). */
+  loadavg: number;
 };
 
 /** One concurrency's three measurements. */
@@ -45,10 +50,33 @@ export interface WarmOptions {
   pids: Record<"direct" | "proxy" | "nginx" | "bare", () => number[]>;
   concurrencies: number[];
   warmupMs: number;
+  /** Length of one measured run. */
   durationMs: number;
+  /** Measured runs per target and concurrency (the median is reported). */
+  rounds: number;
   tool: LoadTool;
   /** Progress lines. */
   say: (line: string) => void;
+}
+
+/** Median of each figure over the rounds; CPU per request over all of them. */
+function combine(list: { load: LoadResult; cpuMs: number }[], loadavg: number): WarmResult {
+  const med = (pick: (l: LoadResult) => number) => percentile(list.map((x) => pick(x.load)), 50);
+  const requests = list.reduce((n, x) => n + x.load.requests, 0);
+  return {
+    ...list[0].load,
+    durationMs: list.reduce((n, x) => n + x.load.durationMs, 0),
+    requests,
+    rps: med((l) => l.rps),
+    p50Ms: med((l) => l.p50Ms),
+    p90Ms: med((l) => l.p90Ms),
+    p99Ms: med((l) => l.p99Ms),
+    maxMs: Math.max(...list.map((x) => x.load.maxMs)),
+    errors: list.reduce((n, x) => n + x.load.errors, 0),
+    cpuUsPerRequest: (list.reduce((n, x) => n + x.cpuMs, 0) * 1000) / Math.max(1, requests),
+    rounds: list.length,
+    loadavg,
+  };
 }
 
 /** The request every warm-path run sends. */
@@ -73,22 +101,41 @@ export async function runWarm(o: WarmOptions): Promise<WarmRow[]> {
   ];
   const cpu = (pids: number[]) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
   for (const c of o.concurrencies) {
-    const got: Record<string, WarmResult | null> = {};
-    for (const [name, base] of targets) {
-      if (!base) {
-        got[name] = null;
-        continue;
+    const live = targets.filter((t): t is [typeof t[0], string] => t[1] !== null);
+    for (const [, base] of live) {
+      if (o.warmupMs > 0) {
+        await runLoad({
+          url: `${base}/v1/completions`,
+          body: WARM_BODY,
+          connections: c,
+          durationMs: o.warmupMs,
+          tool: o.tool,
+        });
       }
-      const url = `${base}/v1/completions`;
-      if (o.warmupMs > 0) await runLoad({ url, body: WARM_BODY, connections: c, durationMs: o.warmupMs, tool: o.tool });
-      const pids = o.pids[name]();
-      const before = cpu(pids);
-      const load = await runLoad({ url, body: WARM_BODY, connections: c, durationMs: o.durationMs, tool: o.tool });
-      const r: WarmResult = { ...load, cpuUsPerRequest: ((cpu(pids) - before) * 1000) / Math.max(1, load.requests) };
+    }
+    // Rounds alternate the targets, so a burst of other work on the machine hits them alike.
+    const runs: Record<string, { load: LoadResult; cpuMs: number }[]> = {};
+    for (let round = 0; round < o.rounds; round++) {
+      for (const [name, base] of live) {
+        const pids = o.pids[name]();
+        const before = cpu(pids);
+        const load = await runLoad({
+          url: `${base}/v1/completions`,
+          body: WARM_BODY,
+          connections: c,
+          durationMs: o.durationMs,
+          tool: o.tool,
+        });
+        (runs[name] ??= []).push({ load, cpuMs: cpu(pids) - before });
+      }
+    }
+    const got: Record<string, WarmResult | null> = { direct: null, proxy: null, nginx: null, bare: null };
+    for (const [name, list] of Object.entries(runs)) {
+      const r = combine(list, Deno.loadavg()[0]);
       o.say(
         `warm c=${c} ${name}: ${r.rps.toFixed(0)} req/s p50 ${r.p50Ms.toFixed(3)} ms p99 ${r.p99Ms.toFixed(3)} ms cpu ${
           r.cpuUsPerRequest.toFixed(0)
-        } µs/req errors ${r.errors}`,
+        } µs/req errors ${r.errors} (median of ${list.length})`,
       );
       got[name] = r;
     }

@@ -117,6 +117,9 @@ export async function runListWatch<T extends WatchedObject>(
   }
 }
 
+/** A watch that lived this long (ms) without an event still counts as useful (no backoff before the next). */
+const QUIET_WATCH_MS = 1000;
+
 type WatchOutcome =
   | { kind: "closed"; resourceVersion?: string; sawData: boolean }
   | { kind: "broken"; why: string; sawData: boolean }
@@ -141,6 +144,9 @@ async function watchOnce<T extends WatchedObject>(
   if (signal.aborted) return { kind: "aborted" };
   let resourceVersion = from;
   let sawData = false;
+  const started = Date.now();
+  // A watch that delivered events, or lived a while, is no sign of a failing server: re-watch without a pause.
+  const useful = () => sawData || Date.now() - started >= QUIET_WATCH_MS;
   // Set by an event that ends the watch (ERROR, a failing handler) or by the local expiry, which then abort `stop`.
   let ended: WatchOutcome | undefined;
   const stop = new AbortController();
@@ -177,7 +183,7 @@ async function watchOnce<T extends WatchedObject>(
   };
   try {
     await streamWatch(kubeConfig, { path: spec.path, query, onEvent }, AbortSignal.any([signal, stop.signal]));
-    return ended ?? { kind: "closed", resourceVersion, sawData };
+    return ended ?? { kind: "closed", resourceVersion, sawData: useful() };
   } catch (error) {
     if (signal.aborted) return { kind: "aborted" };
     if (ended) return ended;
@@ -189,8 +195,8 @@ async function watchOnce<T extends WatchedObject>(
     }
     // A connection that broke (reset, cut mid-event, refused): resume from the last version seen; if history
     // was compacted meanwhile the server answers 410 and the loop lists again.
-    if (kubeError.status === 0) return { kind: "closed", resourceVersion, sawData };
-    return { kind: "broken", why: `watch failed: HTTP ${kubeError.status} ${kubeError.message}`, sawData };
+    if (kubeError.status === 0) return { kind: "closed", resourceVersion, sawData: useful() };
+    return { kind: "broken", why: `watch failed: HTTP ${kubeError.status} ${kubeError.message}`, sawData: useful() };
   } finally {
     clearTimeout(expiry);
   }

@@ -8,10 +8,10 @@
  */
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import { chat, delay, metricsText, metricValue, waitUntil, withKubeE2e } from "./kube_helpers.ts";
+import { chat, delay, metricsText, metricValue, modelStatuses, waitUntil, withKubeE2e } from "./kube_helpers.ts";
 
 Deno.test("kube e2e hold: beyond maxHeldRequests → 429 + Retry-After; the held ones are served after one scale-up", async () => {
-  await withKubeE2e({ config: { maxHeldRequests: 2 }, engine: { loadMs: 400 } }, async (env) => {
+  await withKubeE2e({ config: { maxHeldRequests: 2 }, engine: { loadMs: 1500 } }, async (env) => {
     const held = [chat(env.url, "model-a"), chat(env.url, "model-a")];
     await waitUntil(
       async () => metricValue(await metricsText(env.url), "vllm_chill_held_requests", { model: "model-a" }) === 2,
@@ -38,6 +38,8 @@ Deno.test("kube e2e hold: held longer than holdTimeout → 504; the start goes o
     assert.equal(late.status, 504, JSON.stringify(late.body));
     assert.ok(elapsed >= 900 && elapsed < 3000, `504 after ${elapsed.toFixed(0)} ms`);
     assert.equal(typeof late.body.error.message, "string");
+    // The start was not abandoned with the request: model-b turns ready on its own.
+    await waitUntil(async () => (await modelStatuses(env.url))["model-b"] === "ready", 5000, "model-b ready");
     const next = await chat(env.url, "model-b");
     assert.equal(next.status, 200, JSON.stringify(next.body));
     assert.equal(env.engines.length, 1, "the first start was not wasted");
@@ -45,7 +47,7 @@ Deno.test("kube e2e hold: held longer than holdTimeout → 504; the start goes o
 });
 
 Deno.test("kube e2e hold: a client leaving while held is dropped from the queue; nothing stays counted; idle still scales to 0", async () => {
-  await withKubeE2e({ config: { idleTimeout: "1s" }, engine: { loadMs: 400 } }, async (env) => {
+  await withKubeE2e({ config: { idleTimeout: "1s" }, engine: { loadMs: 1500 } }, async (env) => {
     const leaving = new AbortController();
     const gone = fetch(`${env.url}/v1/chat/completions`, {
       method: "POST",

@@ -56,7 +56,7 @@ for (const model of ["model-a", "model-b"]) {
 }
 
 Deno.test("kube e2e restart: in the middle of a switch (ConfigMap says b, replicas 1, pod starting) a new proxy converges", async () => {
-  await withKubeE2e({ engine: { loadMs: 800 } }, async (env) => {
+  await withKubeE2e({ engine: { loadMs: 2000 } }, async (env) => {
     const a = await chat(env.url, "model-a");
     assert.equal(a.status, 200);
     const held = chat(env.url, "model-b");

@@ -146,7 +146,7 @@ Deno.test("kube e2e scale-only: a 3 s stream outlives idleTimeout 1s uncut; scal
     assert.equal(findSample(env.timeline, (s) => s.replicas === 0, upAt), -1, "not scaled down during the stream");
     await env.fake.until(() => env.replicas() === 0, 4000, "scale-down after the stream");
     const downAt = env.timeline[findSample(env.timeline, (s) => s.replicas === 0, upAt)].at;
-    assert.ok(downAt >= streamEnd + 800, `scaled down ${downAt - streamEnd} ms after the stream ended`);
+    assert.ok(downAt >= streamEnd + 500, `scaled down ${downAt - streamEnd} ms after the stream ended`);
     await env.fake.until(() => env.fake.kubelet.pods().length === 0, 3000, "the pod gone");
   });
 });

@@ -7,12 +7,14 @@
  */
 import assert from "node:assert/strict";
 import {
+  collectStream,
   delay,
   describeCall,
   findSample,
   metricsText,
   metricValue,
   modelStatuses,
+  TWO_MODELS,
   waitUntil,
   withKubeE2e,
 } from "./kube_helpers.ts";
@@ -127,5 +129,64 @@ Deno.test("kube e2e switch: two clients on two models for ~5 s with minLoadedTim
     assert.ok(served["model-a"] > 0 && served["model-b"] > 0, "both clients were served");
     assert.ok(scaleUps <= 5, `${scaleUps} scale-ups`);
     assert.ok(scaleUps * 5 <= requests, `${scaleUps} scale-ups for ${requests} requests`);
+  });
+});
+
+Deno.test("kube e2e switch: a stream longer than drainTimeout 1s is cut at the bound; the new model is then served", async () => {
+  await withKubeE2e({ config: { drainTimeout: "1s" }, engine: { tokensPerSec: 10 } }, async (env) => {
+    const openai = env.openai();
+    const stream = await openai.chat.completions.create({
+      model: "model-a",
+      messages: [{ role: "user", content: "very long" }],
+      max_tokens: 50, // 5 s at 10 tokens/s
+      stream: true,
+    });
+    const streamStart = performance.now();
+    const text = (async () => {
+      let out = "";
+      try {
+        for await (const chunk of stream) out += chunk.choices[0]?.delta?.content ?? "";
+      } catch { /* the engine went away */ }
+      return out;
+    })();
+    await delay(200);
+    const switchAsked = performance.now();
+    const b = await openai.chat.completions.create({
+      model: "model-b",
+      messages: [{ role: "user", content: "b" }],
+      max_tokens: 1,
+    });
+    const bServed = performance.now();
+    assert.equal(b.model, "model-b");
+    const tokens = (await text).trim().split(" ").length;
+    assert.ok(tokens < 50, `the stream was cut (${tokens} tokens)`);
+    assert.ok(bServed - switchAsked >= 900, `the switch waited for the drain bound (${bServed - switchAsked} ms)`);
+    assert.ok(bServed - streamStart < 4500, "not held for the whole 5 s stream");
+  });
+});
+
+Deno.test("kube e2e switch: waiting models are served in the order of their oldest request", async () => {
+  await withKubeE2e({
+    config: { models: { ...TWO_MODELS, "model-c": { modelName: "org/model-c" } } },
+    engine: { tokensPerSec: 20 },
+  }, async (env) => {
+    const openai = env.openai();
+    const ask = (model: string) =>
+      openai.chat.completions.create({ model, messages: [{ role: "user", content: model }], max_tokens: 1 });
+    const stream = await openai.chat.completions.create({
+      model: "model-a",
+      messages: [{ role: "user", content: "busy" }],
+      max_tokens: 16,
+      stream: true,
+    });
+    const drained = collectStream(stream);
+    const c = ask("model-c");
+    await delay(100);
+    const b = ask("model-b");
+    const [rc, rb] = await Promise.all([c, b]);
+    assert.equal(rc.model, "model-c");
+    assert.equal(rb.model, "model-b");
+    assert.equal((await drained).trim().split(" ").length, 16);
+    assert.deepEqual(env.engines.map((e) => e.model), ["model-a", "model-c", "model-b"]);
   });
 });

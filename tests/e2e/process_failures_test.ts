@@ -160,6 +160,9 @@ Deno.test("process e2e: beyond maxHeldRequests → 429 + Retry-After; the held o
       assert.equal((await res.json()).model, "a");
     }
     assert.equal(proxy.engineStarts(), 1);
+    const metrics = await (await fetch(`${proxy.url}/metrics`)).text();
+    assert.match(metrics, /^vllm_chill_requests_total\{model="a",code="429"\} 1$/m);
+    assert.match(metrics, /^vllm_chill_rejected_requests_total\{reason="[a-z_]+"\} 1$/m);
   } finally {
     await proxy.close();
   }

@@ -52,6 +52,20 @@ Deno.test("process e2e: N concurrent requests while cold → one engine start, a
     const warm = await openai.chat.completions.create({ model: "a", messages: [{ role: "user", content: "x" }] });
     assert.equal(warm.model, "a");
     assert.equal(proxy.engineStarts(), 1);
+
+    const metrics = await (await fetch(`${proxy.url}/metrics`)).text();
+    for (
+      const line of [
+        'vllm_chill_requests_total{model="a",code="200"} 7',
+        "vllm_chill_cold_start_seconds_count 1",
+        'vllm_chill_scale_events_total{direction="up"} 1',
+        'vllm_chill_held_requests{model="a"} 0',
+        'vllm_chill_inflight_requests{model="a"} 0',
+        "vllm_chill_replicas 1",
+        'vllm_chill_active_model{model="a"} 1',
+        'vllm_chill_state{state="ready"} 1',
+      ]
+    ) assert.ok(metrics.split("\n").includes(line), `metrics has ${line}`);
   } finally {
     await proxy.close();
   }

@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import {
   assertNothingWoken,
+  assertRoleSufficed,
   type FakeCluster,
   type KubeProxy,
   rawRequest,
@@ -36,6 +37,7 @@ async function withBadInputProxy(fn: (cluster: FakeCluster, proxy: KubeProxy) =>
       await fn(cluster, proxy);
       assert.equal(cluster.scalePatches().length, 0, "no scale call in the whole file");
       assert.deepEqual(cluster.started, [], "no engine started in the whole file");
+      assertRoleSufficed(cluster);
     } finally {
       await proxy.close();
     }

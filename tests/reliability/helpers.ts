@@ -145,7 +145,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<FakeCl
   const started: string[] = [];
   let current: { pod: string; served: string; vllm: Promise<FakeVllm>; ref?: FakeVllm } | undefined;
   let closing: Promise<void> = Promise.resolve();
-  let fake: FakeKube | undefined;
+  // The pod hooks read the ConfigMap through the fake they belong to (set right below).
+  const self: { fake?: FakeKube } = {};
 
   const stopCurrent = () => {
     const running = current;
@@ -154,7 +155,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<FakeCl
     return closing;
   };
 
-  fake = await startFakeKube({
+  const kube = self.fake = await startFakeKube({
     namespace: config.namespace,
     gpusPerNode: 1,
     timing: { scheduleMs: 5, startMs: 15, readyMs: 15, terminateMs: 20 },
@@ -162,7 +163,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<FakeCl
     role: generatedRole(config),
     onPodStart: async (pod) => {
       await stopCurrent();
-      const cm = fake!.store.getObject("configmaps", config.target.configMap, config.namespace);
+      const cm = self.fake!.store.getObject("configmaps", config.target.configMap, config.namespace);
       const served = cm?.data?.SERVED_MODEL_NAME ?? "none";
       started.push(served);
       const vllm = startFakeVllm({ ...options.vllm, model: served, port });
@@ -178,7 +179,6 @@ export async function startCluster(options: ClusterOptions = {}): Promise<FakeCl
       if (current?.pod === pod.metadata.name) await stopCurrent();
     },
   });
-  const kube = fake;
   return {
     fake: kube,
     config,
@@ -277,9 +277,24 @@ export async function withKubeProxy(
       await proxy.close();
     }
     assert.deepEqual(cluster.fake.kubelet.hookErrors, [], "pod hooks failed");
+    assertRoleSufficed(cluster);
   } finally {
     await cluster.close();
   }
+}
+
+/**
+ * Asserts the generated Role allowed every call the proxy made (no 403 from the fake's RBAC).
+ *
+ * @example
+ * ```ts ignore
+ * import { assertRoleSufficed } from "./helpers.ts";
+ * assertRoleSufficed(cluster);
+ * ```
+ */
+export function assertRoleSufficed(cluster: FakeCluster): void {
+  const denied = cluster.fake.calls.filter((c) => c.status === 403);
+  assert.deepEqual(denied.map((c) => `${c.verb} ${c.resource}/${c.subresource ?? ""}`), [], "RBAC denied a call");
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  assertRoleSufficed,
   chat,
   metricValue,
   scrape,
@@ -96,13 +97,17 @@ Deno.test("kube faults: the pod watch dropped in the middle of a cold start is r
   await withKubeProxy({ fake: { readiness: () => ready } }, async ({ cluster, proxy }) => {
     const { fake } = cluster;
     const pending = chat(proxy.url, "model-b");
-    await fake.until(() => fake.kubelet.pods().some((p) => p.status?.phase === "Running"), 5000, "a running pod");
-    const watchesBefore = fake.calls.filter((c) => c.verb === "watch" && c.resource === "pods").length;
-    assert.ok(watchesBefore >= 1, "the proxy watches pods while waiting");
+    const podWatches = () => fake.calls.filter((c) => c.verb === "watch" && c.resource === "pods").length;
+    await fake.until(
+      () => fake.kubelet.pods().some((p) => p.status?.phase === "Running") && podWatches() >= 1,
+      5000,
+      "a running pod the proxy watches",
+    );
+    const watchesBefore = podWatches();
     fake.faults.dropWatches("pods");
     // The wait re-opens its watch (or re-lists) before the pod turns Ready.
     await fake.until(
-      () => fake.calls.filter((c) => c.verb === "watch" && c.resource === "pods").length > watchesBefore,
+      () => podWatches() > watchesBefore,
       5000,
       "the pod watch to be re-established",
     );
@@ -150,6 +155,7 @@ Deno.test("kube faults: API server down when the proxy starts → /readyz 503, t
       // The start-up work converged too: the resources exist and the ConfigMap names the running model.
       assert.ok(fake.store.getObject("services", "vllm-svc"), "Service ensured after the outage");
       assert.equal(cluster.configuredModel(), "model-b");
+      assertRoleSufficed(cluster);
     } finally {
       await proxy.close();
     }

@@ -24,6 +24,8 @@ const PHASES = 6;
 /** One request in STRAY_EVERY asks for the model after the phase's one. */
 const STRAY_EVERY = 2500;
 const MIN_LOADED_MS = 500;
+/** The whole run is bounded: past this, clients stop sending (and the unsent requests count as lost). */
+const RUN_LIMIT_MS = Number(Deno.env.get("RELIABILITY_LOAD_LIMIT_MS") ?? 90_000);
 
 Deno.test(`load: ${REQUESTS} requests from ${CLIENTS} clients over 3 models with switches — none lost, right model, switches bounded`, async () => {
   const proxy = await startProxy(
@@ -50,10 +52,11 @@ Deno.test(`load: ${REQUESTS} requests from ${CLIENTS} clients over 3 models with
       return MODELS[(phase + stray) % MODELS.length];
     };
     const started = performance.now();
+    const deadline = AbortSignal.timeout(RUN_LIMIT_MS);
     const client = async () => {
       for (let n = 0; n < REQUESTS; n++) {
         const i = next++;
-        if (i >= REQUESTS) return;
+        if (i >= REQUESTS || deadline.aborted) return;
         const wanted = modelFor(i);
         const id = `load-${i}`;
         try {
@@ -61,7 +64,7 @@ Deno.test(`load: ${REQUESTS} requests from ${CLIENTS} clients over 3 models with
             method: "POST",
             headers: { "content-type": "application/json", "x-request-id": id },
             body: JSON.stringify({ model: wanted, messages: [{ role: "user", content: `r${i}` }], max_tokens: 2 }),
-            signal: AbortSignal.timeout(30_000),
+            signal: AbortSignal.any([AbortSignal.timeout(30_000), deadline]),
           });
           const body = await res.json();
           if (outcomes.has(i)) duplicates.push(i);

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { assertNoEngines, fakeEngineCommand, newMarker, spawnDeno, type SpawnedCli } from "../e2e/helpers.ts";
-import { chat, type FakeCluster, startCluster, waitUntil, within } from "./helpers.ts";
+import { assertRoleSufficed, chat, type FakeCluster, startCluster, waitUntil, within } from "./helpers.ts";
 
 async function writeConfig(config: Record<string, unknown>): Promise<string> {
   const file = await Deno.makeTempFile({ prefix: "vllm-chill-reliability-", suffix: ".json" });
@@ -144,6 +144,7 @@ function assertConverged(cluster: FakeCluster, model: string): void {
   assert.match(cm.data.ENGINE_CONFIG_YAML, new RegExp(`served-model-name: ${model}\\n`));
   assert.equal(cluster.serving(), model, "the running pod serves it");
   assert.equal(cluster.fake.kubelet.gpusInUse(), 1);
+  assertRoleSufficed(cluster);
 }
 
 Deno.test("proxy faults: SIGKILL while the old pod terminates during a switch → restarted proxy converges, one scale-up", async () => {

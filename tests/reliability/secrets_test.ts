@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../../lib/config/define.ts";
 import { renderRbac } from "../../lib/manifests/rbac.ts";
-import { assertNoSecrets, chat, startCluster, startKubeProxy } from "./helpers.ts";
+import { assertNoSecrets, assertRoleSufficed, startCluster, startKubeProxy } from "./helpers.ts";
 
 const KEY_A = "sk-team-a-4f9c2e71d0";
 const KEY_B = "sk-team-b-a81b33c9f2";
@@ -81,6 +81,7 @@ Deno.test("security: keys, admin token and HF token never leak into logs, status
 
       // The proxy never touches Secrets (the generated Role does not allow it either).
       assert.deepEqual(fake.calls.filter((c) => c.resource === "secrets"), []);
+      assertRoleSufficed(cluster);
       assert.ok(!JSON.stringify(renderRbac(cluster.config)).includes('"secrets"'), "the Role grants no Secret access");
       // The HF token reaches the pod only as a secretKeyRef, never as a value the proxy wrote… except where the
       // user put it in env themselves: then it is in the cluster objects, but still in no log or response.
