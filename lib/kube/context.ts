@@ -17,6 +17,7 @@ import {
   type ResponseContext,
 } from "@kubernetes/client-node";
 import { type Logger, silentLogger } from "../log.ts";
+import { forceHttp1 } from "./http1.ts";
 import { DEFAULT_WATCH_TIMEOUT_MS } from "./list_watch.ts";
 
 /** Names of the objects the proxy drives (as in `config.target`). */
@@ -161,7 +162,7 @@ export function createKubeContext(
   kubeConfig?: KubeConfig,
 ): KubeContext {
   const loaded = kubeConfig ? { kubeConfig, source: "given" } : loadKubeConfig(options.kubeconfig);
-  const kc = loaded.kubeConfig;
+  const kc = forceHttp1(loaded.kubeConfig);
   return {
     kubeConfig: kc,
     source: loaded.source,

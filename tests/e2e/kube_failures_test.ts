@@ -128,7 +128,7 @@ Deno.test("kube e2e bad input: 400 / 404 / 413 / 404 with OpenAI error bodies, n
 });
 
 Deno.test("kube e2e failure: the API refuses the ConfigMap write in the middle of a switch → 503 for the waiting requests, no GPU left on; then it recovers", async () => {
-  await withKubeE2e({}, async (env) => {
+  await withKubeE2e({ allowForbidden: true }, async (env) => {
     const a = await chat(env.url, "model-a");
     assert.equal(a.status, 200);
     env.fake.faults.failNext({ verb: "update", resource: "configmaps" }, 403, 50);

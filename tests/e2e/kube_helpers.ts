@@ -70,6 +70,8 @@ export interface Engine {
   stoppedAt?: number;
   /** Every request it received (except /health), raw body bytes included. */
   received: { path: string; body: Uint8Array; headers: Headers }[];
+  /** SSE response bodies the proxy cancelled before their end (client left, upstream aborted). */
+  streamsCancelled: number;
 }
 
 /** One observed change of the simulated cluster. */
@@ -102,6 +104,8 @@ export interface KubeE2eOptions {
   startProxy?: boolean;
   /** Wait until the scaler has read the cluster back (default true). */
   waitReady?: boolean;
+  /** The test injects 403s itself: don't fail on Forbidden answers. */
+  allowForbidden?: boolean;
 }
 
 /** Everything a test gets. */
@@ -124,6 +128,8 @@ export interface KubeE2e {
   overlaps: string[];
   /** Changes of replicas / ConfigMap model / pods, in order. */
   timeline: Sample[];
+  /** Kills the running vLLM process (its port closes) while its pod still looks Ready to the API. */
+  killEngine(): Promise<void>;
   /** Starts a proxy (after `startProxy: false` or `stopProxy`). */
   startProxy(overrides?: Partial<ChillConfigInput>): Promise<RunningServer>;
   /** Shuts the running proxy down (like SIGTERM) and waits until it stopped. */
@@ -408,6 +414,7 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
       model: served,
       startedAt: performance.now(),
       received: [],
+      streamsCancelled: 0,
     };
     const { promise: listening, resolve } = Promise.withResolvers<void>();
     const server = Deno.serve(
@@ -417,9 +424,24 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
         if (path === "/health") return handler.fetch(req);
         const body = new Uint8Array(await req.arrayBuffer());
         engine.received.push({ path, body, headers: req.headers });
-        return handler.fetch(
+        const res = await handler.fetch(
           new Request(req.url, { method: req.method, headers: req.headers, body: req.method === "GET" ? null : body }),
         );
+        if (!res.body || !res.headers.get("content-type")?.startsWith("text/event-stream")) return res;
+        // Pass the stream on unbuffered, noting when the reader (the proxy) cancels it before its end.
+        const reader = res.body.getReader();
+        const relayed = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            const { done, value } = await reader.read();
+            if (done) controller.close();
+            else controller.enqueue(value);
+          },
+          cancel(reason) {
+            engine.streamsCancelled++;
+            return reader.cancel(reason);
+          },
+        }, { highWaterMark: 0 });
+        return new Response(relayed, { status: res.status, headers: res.headers });
       },
     );
     await listening;
@@ -505,6 +527,9 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
     engines,
     overlaps,
     timeline,
+    async killEngine() {
+      for (const uid of [...live.keys()]) await stopEngine(uid);
+    },
     async startProxy(overrides) {
       if (proxy) throw new Error("a proxy is already running");
       if (overrides) config = parseConfig({ ...baseInput, ...overrides, target: baseInput.target });
@@ -560,6 +585,13 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
       assert.deepEqual(overlaps, [], "two vLLM pods ran at once on one GPU");
       assert.deepEqual(fake.kubelet.hookErrors, [], "kubelet hooks failed");
       assertCallsListed(fake.calls);
+      if (!options.allowForbidden) {
+        const forbidden = fake.calls.filter((c) => c.status === 403).map((c) => `${describeCall(c)} ${c.path}`);
+        assert.deepEqual(forbidden, [], "the generated Role refused a call the proxy made");
+      }
+      if (Deno.env.get("KUBE_E2E_PRINT_WARNINGS")) {
+        for (const r of logs.records()) if (r.level === "warn" || r.level === "error") console.log(JSON.stringify(r));
+      }
     },
   };
   if (options.startProxy !== false) {

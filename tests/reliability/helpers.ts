@@ -12,6 +12,7 @@
  * @module
  */
 import assert from "node:assert/strict";
+import { KubeConfig } from "@kubernetes/client-node";
 import { parseConfig } from "../../lib/config/define.ts";
 import type { ChillConfig, ChillConfigInput } from "../../lib/config/schema.ts";
 import { renderRbac } from "../../lib/manifests/rbac.ts";
@@ -223,12 +224,12 @@ export interface KubeProxy {
  */
 export async function startKubeProxy(
   cluster: FakeCluster,
-  options: { config?: ChillConfig; waitReady?: boolean } = {},
+  options: { config?: ChillConfig; waitReady?: boolean; kubeConfig?: KubeConfig } = {},
 ): Promise<KubeProxy> {
   const logs = captureLogs();
   const server = await startServer(options.config ?? cluster.config, {
     log: logs.log,
-    kubeConfig: cluster.fake.kubeConfig(),
+    kubeConfig: options.kubeConfig ?? cluster.fake.kubeConfig(),
     shutdownGraceMs: 2000,
   });
   let closed: Promise<void> | undefined;
@@ -281,6 +282,83 @@ export async function withKubeProxy(
   } finally {
     await cluster.close();
   }
+}
+
+/**
+ * A KubeConfig for the fake's user pointing at another server URL (e.g. a port nothing listens on yet).
+ *
+ * @example
+ * ```ts ignore
+ * import { kubeConfigAt } from "./helpers.ts";
+ * const kc = kubeConfigAt("http://127.0.0.1:1", cluster.fake.token);
+ * ```
+ */
+export function kubeConfigAt(server: string, token: string): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: "fake", server, skipTLSVerify: true }],
+    users: [{ name: "vllm-chill", token }],
+    contexts: [{ name: "fake", cluster: "fake", user: "vllm-chill", namespace: "ai-apps" }],
+    currentContext: "fake",
+  });
+  return kc;
+}
+
+/** A TCP forwarder from a local port to another (an API server that "comes back"). */
+export interface TcpForwarder {
+  /** Stops listening and closes every forwarded connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens on 127.0.0.1:`port` and forwards every connection to 127.0.0.1:`to`.
+ *
+ * @example
+ * ```ts ignore
+ * import { forwardTcp } from "./helpers.ts";
+ * const forwarder = forwardTcp(8443, 39211);
+ * await forwarder.close();
+ * ```
+ */
+export function forwardTcp(port: number, to: number): TcpForwarder {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port });
+  const conns = new Set<Deno.Conn>();
+  const pipes: Promise<unknown>[] = [];
+  const accepting = (async () => {
+    for await (const inbound of listener) {
+      conns.add(inbound);
+      pipes.push((async () => {
+        let outbound: Deno.Conn | undefined;
+        try {
+          outbound = await Deno.connect({ hostname: "127.0.0.1", port: to });
+          conns.add(outbound);
+          await Promise.allSettled([
+            inbound.readable.pipeTo(outbound.writable),
+            outbound.readable.pipeTo(inbound.writable),
+          ]);
+        } catch { /* either side closed */ }
+        for (const c of [inbound, outbound]) {
+          if (!c) continue;
+          conns.delete(c);
+          try {
+            c.close();
+          } catch { /* already closed by pipeTo */ }
+        }
+      })());
+    }
+  })();
+  return {
+    close: async () => {
+      listener.close();
+      await accepting.catch(() => {});
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await Promise.allSettled(pipes);
+    },
+  };
 }
 
 /**

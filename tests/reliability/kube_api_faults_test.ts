@@ -9,10 +9,14 @@ import assert from "node:assert/strict";
 import {
   assertRoleSufficed,
   chat,
+  forwardTcp,
+  freePort,
+  kubeConfigAt,
   metricValue,
   scrape,
   startCluster,
   startKubeProxy,
+  type TcpForwarder,
   waitUntil,
   within,
   withKubeProxy,
@@ -162,4 +166,68 @@ Deno.test("kube faults: API server down when the proxy starts → /readyz 503, t
   } finally {
     await cluster.close();
   }
+});
+
+Deno.test("kube faults: API server unreachable (closed port) at start → /readyz 503; reachable later → 200, served, no restart", async () => {
+  const cluster = await startCluster();
+  try {
+    const port = freePort();
+    const proxy = await startKubeProxy(cluster, {
+      waitReady: false,
+      kubeConfig: kubeConfigAt(`http://127.0.0.1:${port}`, cluster.fake.token),
+    });
+    let forwarder: TcpForwarder | undefined;
+    try {
+      await waitUntil(() => proxy.logs.lines.some((l) => /observe failed|could not/.test(l)), 5000, "a failed attempt");
+      const notReady = await fetch(`${proxy.url}/readyz`);
+      await notReady.body?.cancel();
+      assert.equal(notReady.status, 503);
+      assert.equal(cluster.fake.calls.length, 0, "nothing reached the API server");
+      // The API server becomes reachable on the same address.
+      forwarder = forwardTcp(port, Number(new URL(cluster.fake.url).port));
+      await waitUntil(
+        async () => {
+          const res = await fetch(`${proxy.url}/readyz`);
+          await res.body?.cancel();
+          return res.status === 200;
+        },
+        15_000,
+        "/readyz 200 once the API server is reachable",
+      );
+      const res = await chat(proxy.url, "model-c");
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.model, "model-c");
+      assertRoleSufficed(cluster);
+    } finally {
+      await proxy.close();
+      await forwarder?.close();
+    }
+  } finally {
+    await cluster.close();
+  }
+});
+
+Deno.test("kube faults: 3 s latency on the scale patch and the pod watch → held requests answered at holdTimeout, never later", async () => {
+  await withKubeProxy({ config: { holdTimeout: "1s", startTimeout: "10s" } }, async ({ cluster, proxy }) => {
+    cluster.fake.faults.latency(3000, { subresource: "scale" });
+    cluster.fake.faults.latency(3000, { verb: "watch", resource: "pods" });
+    const results = await Promise.all([1, 2, 3, 4].map(() => chat(proxy.url, "model-a")));
+    for (const res of results) {
+      assert.equal(res.status, 504, JSON.stringify(res.body));
+      assert.ok(res.ms >= 900 && res.ms < 2000, `answered after ${Math.round(res.ms)} ms (holdTimeout 1 s)`);
+    }
+    // The start goes on in the background (the calls already delayed finish); then the model is served.
+    cluster.fake.faults.clear();
+    const served = await waitUntil(
+      async () => {
+        const res = await chat(proxy.url, "model-a");
+        assert.ok([200, 504].includes(res.status), `after the latency: ${res.status}`);
+        return res.status === 200 ? res : null;
+      },
+      15_000,
+      "the model served once the API is fast again",
+    );
+    assert.equal(served.body.model, "model-a");
+    assert.equal(cluster.scalePatches().length, 1, "one scale-up, however long it took");
+  });
 });

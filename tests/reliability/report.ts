@@ -43,6 +43,8 @@ export const FAULTS: Record<string, string[]> = {
     "3× HTTP 409 on the ConfigMap update during a switch",
     "pod watch dropped during a cold start",
     "HTTP 503 on every API call at proxy start (then cleared)",
+    "API server unreachable (closed port) at proxy start, then reachable",
+    "3 s latency on the scale patch and the pod watch",
   ],
   "tests/reliability/workload_faults_test.ts": [
     "pod never Ready",
