@@ -373,6 +373,9 @@ export async function runBench(args: string[]): Promise<BenchResults> {
         } ms`,
       );
     }
+  } catch (error) {
+    say(`failed; the logs are kept in ${dir}`);
+    throw error;
   } finally {
     await killAll();
   }

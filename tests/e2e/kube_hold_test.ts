@@ -7,7 +7,6 @@
  * state change.
  */
 import assert from "node:assert/strict";
-import OpenAI from "openai";
 import { chat, delay, metricsText, metricValue, modelStatuses, waitUntil, withKubeE2e } from "./kube_helpers.ts";
 
 Deno.test("kube e2e hold: beyond maxHeldRequests → 429 + Retry-After; the held ones are served after one scale-up", async () => {
@@ -144,6 +143,43 @@ Deno.test("kube e2e logs: one structured line per request (id, model, status, du
     const states = env.logs.messages("state").map((r) => `${r.from}→${r.to}`);
     assert.ok(states.includes("idle→starting") && states.includes("starting→ready"), states.join(", "));
     for (const r of env.logs.messages("state")) assert.ok("reason" in r && "durationMs" in r);
-    assert.ok(OpenAI); // the SDK is the client in the other tests of this file
+  });
+});
+
+Deno.test("kube e2e hold: a streaming request held through a cold start gets SSE heartbeats; the SDK reads the stream intact", async () => {
+  await withKubeE2e({ config: { heartbeatInterval: "200ms" }, engine: { loadMs: 900 } }, async (env) => {
+    const started = performance.now();
+    const res = await fetch(`${env.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "model-a",
+        messages: [{ role: "user", content: "x" }],
+        max_tokens: 4,
+        stream: true,
+      }),
+    });
+    const headAt = performance.now() - started;
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /text\/event-stream/);
+    const text = await res.text();
+    assert.ok(headAt < 800, `response head sent early (${headAt.toFixed(0)} ms) while the model loads`);
+    const comments = text.split("\n").filter((l) => l.startsWith(":"));
+    assert.ok(comments.length >= 2, `heartbeats: ${JSON.stringify(comments)}`);
+    assert.ok(text.trimEnd().endsWith("data: [DONE]"));
+
+    // Second model, cold too, read through the official SDK: heartbeats are invisible to it.
+    const stream = await env.openai().chat.completions.create({
+      model: "model-b",
+      messages: [{ role: "user", content: "y" }],
+      max_tokens: 4,
+      stream: true,
+    });
+    let content = "";
+    for await (const chunk of stream) {
+      assert.equal(chunk.model, "model-b");
+      content += chunk.choices[0]?.delta?.content ?? "";
+    }
+    assert.equal(content.trim().split(" ").length, 4);
   });
 });

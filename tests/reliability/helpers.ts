@@ -94,7 +94,15 @@ export function generatedRole(config: ChillConfig): { metadata?: { name?: string
   return renderRbac(config)[1] as unknown as { metadata?: { name?: string }; rules: never[] };
 }
 
-/** Options of {@link startCluster}. */
+/**
+ * Options of {@link startCluster}.
+ *
+ * @example
+ * ```ts
+ * import type { ClusterOptions } from "./helpers.ts";
+ * const options: ClusterOptions = { vllm: { tokensPerSec: 50 }, config: { holdTimeout: "2s" } };
+ * ```
+ */
 export interface ClusterOptions {
   /** Options of the fake API server (the Role is always the generated one). */
   fake?: Omit<FakeKubeOptions, "role" | "onPodStart" | "onPodStop">;
@@ -104,7 +112,17 @@ export interface ClusterOptions {
   config?: Partial<ChillConfigInput>;
 }
 
-/** A fake cluster whose pods run a fake vLLM. */
+/**
+ * A fake cluster whose pods run a fake vLLM.
+ *
+ * @example
+ * ```ts ignore
+ * import { startCluster } from "./helpers.ts";
+ * const cluster = await startCluster();
+ * cluster.scalePatches().length; // 0
+ * await cluster.close();
+ * ```
+ */
 export interface FakeCluster {
   /** The fake API server. */
   fake: FakeKube;
@@ -198,7 +216,16 @@ export async function startCluster(options: ClusterOptions = {}): Promise<FakeCl
   };
 }
 
-/** A proxy started in-process against a fake cluster. */
+/**
+ * A proxy started in-process against a fake cluster.
+ *
+ * @example
+ * ```ts ignore
+ * import { startCluster, startKubeProxy } from "./helpers.ts";
+ * const proxy = await startKubeProxy(await startCluster());
+ * proxy.logs.lines.length > 0; // true
+ * ```
+ */
 export interface KubeProxy {
   /** The running server. */
   server: RunningServer;
@@ -304,7 +331,16 @@ export function kubeConfigAt(server: string, token: string): KubeConfig {
   return kc;
 }
 
-/** A TCP forwarder from a local port to another (an API server that "comes back"). */
+/**
+ * A TCP forwarder from a local port to another (an API server that "comes back").
+ *
+ * @example
+ * ```ts ignore
+ * import { forwardTcp } from "./helpers.ts";
+ * const forwarder = forwardTcp(8443, 39211);
+ * await forwarder.close();
+ * ```
+ */
 export interface TcpForwarder {
   /** Stops listening and closes every forwarded connection. */
   close(): Promise<void>;
@@ -442,7 +478,16 @@ export async function scrape(url: string): Promise<string> {
   return await res.text();
 }
 
-/** The parsed head and body of a raw HTTP/1.1 response. */
+/**
+ * The parsed head and body of a raw HTTP/1.1 response.
+ *
+ * @example
+ * ```ts ignore
+ * import { rawRequest } from "./helpers.ts";
+ * const res = await rawRequest(8080, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+ * res.status; // 200
+ * ```
+ */
 export interface RawResponse {
   /** Status code (0 when the server closed without answering). */
   status: number;
@@ -598,4 +643,13 @@ export function assertNothingWoken(cluster: FakeCluster, callsBefore: number, wh
   assert.equal(cluster.fake.kubelet.pods().length, 0, `${what} started a pod`);
 }
 
+/**
+ * Re-exported from tests/e2e/helpers.ts (one implementation for both suites).
+ *
+ * @example
+ * ```ts
+ * import { within } from "./helpers.ts";
+ * await within(Promise.resolve(1), 100, "one");
+ * ```
+ */
 export { captureLogs, waitUntil, within };

@@ -12,7 +12,15 @@
  * @module
  */
 
-/** One test file's outcome. */
+/**
+ * One test file's outcome.
+ *
+ * @example
+ * ```ts
+ * import type { FileOutcome } from "./report.ts";
+ * const outcome: FileOutcome = { file: "tests/reliability/load_test.ts", passed: 1, failed: 0, seconds: 21 };
+ * ```
+ */
 export interface FileOutcome {
   /** Path relative to the repository root. */
   file: string;

@@ -53,6 +53,20 @@ Deno.test("security: keys, admin token and HF token never leak into logs, status
       assert.equal((await record("models", await fetch(`${url}/v1/models`, { headers: auth(KEY_B) }))).status, 200);
       assert.equal((await record("a with key A", await post("model-a", auth(KEY_A)))).status, 200);
       assert.equal((await record("b with key B", await post("model-b", auth(KEY_B)))).status, 403);
+      // A key limited to model-a cannot smuggle another model past the check with duplicate or escaped keys:
+      // the proxy routes on the same `model` the engine reads (the last one, as JSON.parse and Python do).
+      const raw = (body: string) =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...auth(KEY_B) },
+          body,
+        });
+      for (const body of ['{"model":"model-a","model":"model-b"}', '{"model":"model-a","\\u006dodel":"model-b"}']) {
+        assert.equal((await record(`smuggle ${body}`, await raw(body))).status, 403, body);
+      }
+      const last = await record("duplicate, allowed last", await raw('{"model":"model-b","model":"model-a"}'));
+      assert.equal(last.status, 200);
+      assert.equal(JSON.parse(last.text).model, "model-a", "served by the model the key may use");
       assert.equal((await record("wrong key", await post("model-a", auth(`${KEY_A}x`)))).status, 401);
       assert.equal((await record("admin as key", await post("model-a", auth(ADMIN)))).status, 401);
       assert.equal((await record("HF as key", await post("model-a", auth(HF)))).status, 401);
