@@ -1,19 +1,34 @@
 /**
- * `status` command: asks a running proxy (`--url`, GET /admin/status) for its
- * state and prints it for a person (or as JSON with `--json`).
+ * `status` command: asks a running proxy (`--url`, GET /admin/status) or the
+ * cluster (`--cluster`: replicas, the ConfigMap's active model, the pods) for
+ * the state and prints it for a person (or as JSON with `--json`).
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { ConfigError } from "../config/define.ts";
+import { ConfigLoadError, loadConfig } from "../config/load.ts";
+import { parseDuration } from "../config/units.ts";
+import type { KubeState } from "../kube/state.ts";
 import type { ScalerStatus } from "../scaler/types.ts";
 
 const USAGE = `Usage: vllm-chill status [--url URL] [--admin-token TOKEN] [--json]
+       vllm-chill status --cluster [--config FILE] [--namespace NS] [--deployment NAME]
+                         [--configmap NAME] [--kubeconfig FILE] [--json]
 
-Asks a running proxy for its state (GET <url>/admin/status).
+Asks a running proxy for its state (GET <url>/admin/status), or with --cluster
+reads it from Kubernetes: replicas, the active model the ConfigMap names, pods.
 
 Options:
   --url URL            proxy base URL (env VLLM_CHILL_URL, default http://127.0.0.1:8080)
   --admin-token TOKEN  Bearer token for /admin (env VLLM_CHILL_ADMIN_TOKEN)
+  --cluster            read the state from the cluster instead of a proxy
+  --config FILE        config file naming namespace and objects (env VLLM_CHILL_CONFIG)
+  --namespace NS       namespace of the vLLM objects (env VLLM_CHILL_NAMESPACE)
+  --deployment NAME    vLLM Deployment (env VLLM_CHILL_DEPLOYMENT)
+  --configmap NAME     vLLM ConfigMap (env VLLM_CHILL_CONFIGMAP)
+  --kubeconfig FILE    kubeconfig (env VLLM_CHILL_KUBECONFIG; else in-cluster, else ~/.kube/config)
+  --timeout DURATION   give up after this long (default 15s)
   --json               print the raw JSON
   -h, --help           this help
 `;
@@ -36,6 +51,13 @@ export async function runStatus(args: string[]): Promise<number> {
         url: { type: "string" },
         "admin-token": { type: "string" },
         json: { type: "boolean", default: false },
+        cluster: { type: "boolean", default: false },
+        config: { type: "string" },
+        namespace: { type: "string" },
+        deployment: { type: "string" },
+        configmap: { type: "string" },
+        kubeconfig: { type: "string" },
+        timeout: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -49,13 +71,19 @@ export async function runStatus(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  const timeoutMs = parseDuration(values.timeout ?? "15s");
+  if (timeoutMs === undefined) {
+    console.error(`status: --timeout takes a duration such as "5s", got ${JSON.stringify(values.timeout)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.cluster) return await clusterStatus(values, timeoutMs);
   const url = (values.url ?? Deno.env.get("VLLM_CHILL_URL") ?? "http://127.0.0.1:8080").replace(/\/+$/, "");
   const token = values["admin-token"] ?? Deno.env.get("VLLM_CHILL_ADMIN_TOKEN");
   let response: Response;
   try {
     response = await fetch(`${url}/admin/status`, {
       headers: token ? { authorization: `Bearer ${token}` } : {},
-      signal: AbortSignal.timeout(10_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (error) {
     console.error(`status: cannot reach ${url}: ${(error as Error).message}`);
@@ -105,6 +133,75 @@ export function formatStatus(status: Partial<ScalerStatus> & Record<string, unkn
   const backend = status.backend as Record<string, unknown> | undefined;
   if (backend && Object.keys(backend).length) {
     lines.push(`backend       ${Object.entries(backend).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`);
+  }
+  return lines.join("\n");
+}
+
+async function clusterStatus(values: Record<string, string | boolean | undefined>, timeoutMs: number): Promise<number> {
+  const flags: Record<string, string | undefined> = {};
+  for (const name of ["config", "namespace", "deployment", "configmap", "kubeconfig"]) {
+    if (typeof values[name] === "string") flags[name] = values[name] as string;
+  }
+  let config;
+  try {
+    config = await loadConfig({ flags, env: Deno.env.toObject() });
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof ConfigLoadError) {
+      console.error(`status: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+  const { createKubeClient } = await import("../kube/mod.ts");
+  let state: KubeState;
+  try {
+    const kube = createKubeClient({
+      kubeconfig: config.kubeconfig,
+      namespace: config.namespace,
+      target: { deployment: config.target.deployment, configMap: config.target.configMap },
+    });
+    try {
+      state = await kube.readState({ signal: AbortSignal.timeout(timeoutMs), deadline: Date.now() + timeoutMs });
+    } finally {
+      kube.close();
+    }
+  } catch (error) {
+    console.error(`status: cannot read the cluster: ${(error as Error).message}`);
+    return 1;
+  }
+  if (values.json) {
+    console.log(JSON.stringify(state, null, 2));
+    return 0;
+  }
+  console.log(formatClusterStatus(state, `${config.namespace}/${config.target.deployment}`));
+  return 0;
+}
+
+/**
+ * Formats the state read from the cluster for a terminal.
+ *
+ * @example
+ * ```ts
+ * import { formatClusterStatus } from "./status.ts";
+ * const text = formatClusterStatus(
+ *   { replicas: 0, deploymentExists: true, activeModel: "qwen3-8b", pods: [], phase: "absent" },
+ *   "ai-apps/vllm",
+ * );
+ * text.includes("qwen3-8b"); // true
+ * ```
+ */
+export function formatClusterStatus(state: KubeState, where: string): string {
+  const lines = [
+    `deployment    ${where}${state.deploymentExists ? "" : " (missing)"}`,
+    `replicas      ${state.replicas}`,
+    `engine        ${state.phase}${state.reason ? ` (${state.reason})` : ""}`,
+    `active model  ${state.activeModel ?? "none"}`,
+  ];
+  for (const pod of state.pods) {
+    lines.push(
+      `pod           ${pod.name} ${pod.phase}${pod.reason ? ` (${pod.reason})` : ""}` +
+        (pod.restarts ? ` restarts=${pod.restarts}` : ""),
+    );
   }
   return lines.join("\n");
 }

@@ -204,7 +204,9 @@ Deno.test("kube e2e failure: the vLLM pod deleted while Ready (eviction) → the
     console.log(`kube e2e eviction: statuses until served again: ${statuses.join(",")}`);
     assert.equal(statuses.at(-1), 200, statuses.join(","));
     assert.ok(statuses.every((s) => s === 200 || s === 502), statuses.join(","));
-    assert.equal(env.engines.length, 2, "a new engine");
+    // The Deployment's replacement pod may start before the proxy's stop/start cycle removes it (see the report).
+    assert.ok(env.engines.length >= 2, "a new engine");
+    assert.equal(env.engines.at(-1)?.model, "model-a");
     await waitUntil(() => env.fake.kubelet.pods().length === 1, 3000, "exactly one pod");
     assert.equal(env.fake.kubelet.gpusInUse(), 1);
   });

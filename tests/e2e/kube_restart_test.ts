@@ -117,3 +117,25 @@ Deno.test("kube e2e shutdown: a stream in flight finishes; new requests are refu
     assert.equal(env.scalePatches().length, 1);
   });
 });
+
+Deno.test("kube e2e restart: while the old pod is still terminating (replicas 0) → the new proxy waits for it, then serves", async () => {
+  await withKubeE2e({
+    config: { idleTimeout: "300ms" },
+    fake: { timing: { scheduleMs: 10, startMs: 20, readyMs: 20, terminateMs: 1200 } },
+  }, async (env) => {
+    assert.equal((await chat(env.url, "model-a")).status, 200);
+    await env.fake.until(() => env.replicas() === 0, 3000, "idle scale-down");
+    await env.stopProxy();
+    assert.ok(env.fake.kubelet.pods()[0]?.metadata.deletionTimestamp, "the pod is still terminating");
+
+    await env.startProxy();
+    const b = await env.openai().chat.completions.create({
+      model: "model-b",
+      messages: [{ role: "user", content: "b" }],
+      max_tokens: 1,
+    });
+    assert.equal(b.model, "model-b");
+    assert.deepEqual(env.engines.map((e) => e.model), ["model-a", "model-b"]);
+    assert.ok(env.engines[0].stoppedAt! <= env.engines[1].startedAt);
+  });
+});

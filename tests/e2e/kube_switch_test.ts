@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  chat,
   collectStream,
   delay,
   describeCall,
@@ -188,5 +189,51 @@ Deno.test("kube e2e switch: waiting models are served in the order of their olde
     assert.equal(rb.model, "model-b");
     assert.equal((await drained).trim().split(" ").length, 16);
     assert.deepEqual(env.engines.map((e) => e.model), ["model-a", "model-c", "model-b"]);
+  });
+});
+
+Deno.test("kube e2e switch: the old pod stuck terminating → the new model never starts beside it (504 at holdTimeout); it starts once the pod is gone", async () => {
+  await withKubeE2e({ config: { holdTimeout: "1500ms" } }, async (env) => {
+    assert.equal((await chat(env.url, "model-a")).status, 200);
+    env.fake.faults.stuckTerminating(true);
+    const late = await chat(env.url, "model-b");
+    assert.equal(late.status, 504, JSON.stringify(late.body));
+    assert.equal(env.replicas(), 0);
+    assert.equal(env.engines.length, 1, "no new engine while the old pod holds the GPU");
+    assert.equal(env.fake.store.getObject("configmaps", "vllm-config").data.SERVED_MODEL_NAME, "model-a");
+
+    const stuck = env.fake.kubelet.pods()[0];
+    assert.ok(stuck.metadata.deletionTimestamp, "the old pod is terminating");
+    env.fake.faults.stuckTerminating(false);
+    env.fake.store.deleteObject("pods", stuck.metadata.name, undefined, 0); // the kubelet finally lets go
+    const b = await env.openai().chat.completions.create({
+      model: "model-b",
+      messages: [{ role: "user", content: "b" }],
+      max_tokens: 1,
+    });
+    assert.equal(b.model, "model-b");
+    assert.deepEqual(env.engines.map((e) => e.model), ["model-a", "model-b"]);
+  });
+});
+
+Deno.test("kube e2e switch: switchStrategy force deletes the old pod with grace 0, even one that would hang terminating", async () => {
+  await withKubeE2e({ config: { switchStrategy: "force" } }, async (env) => {
+    assert.equal((await chat(env.url, "model-a")).status, 200);
+    env.fake.faults.stuckTerminating(true);
+    const started = performance.now();
+    const b = await env.openai().chat.completions.create({
+      model: "model-b",
+      messages: [{ role: "user", content: "b" }],
+      max_tokens: 1,
+    });
+    assert.equal(b.model, "model-b");
+    assert.ok(performance.now() - started < 5000);
+    const writes = env.writes().map(describeCall);
+    assert.deepEqual(writes.slice(writes.lastIndexOf("patch deployments/scale") - 3), [
+      "patch deployments/scale",
+      "delete pods",
+      "update configmaps",
+      "patch deployments/scale",
+    ]);
   });
 });
