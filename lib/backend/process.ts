@@ -5,16 +5,45 @@
  * in its own process group so that stopping it also stops the workers it
  * forked; its stdout/stderr go to the proxy's log line by line.
  *
+ * Restart safety: the running engine is recorded in a state file
+ * (`<process.stateDir>/engine-<proxy port>.json`, see engine_state.ts). A
+ * proxy that died without stopping its engine (SIGKILL, OOM killer) left it
+ * running and holding the GPU; the next proxy's `observe()` finds the record
+ * and, if that very process still runs the recorded command, adopts it (ready
+ * or starting, per one /health probe) instead of starting a second engine. An
+ * adopted engine is not our child: its exit is noticed by polling /proc (every
+ * second while it runs, faster while it is being stopped), and it is stopped by
+ * signalling its process group. Nothing is recorded for a proxy on port 0 (its
+ * next run listens elsewhere) or off Linux (no /proc to check a pid against).
+ *
  * @module
  */
 import type { ChillConfig, NamedModel } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { vllmServeArgs } from "../models/mod.ts";
 import { type Backend, BackendError, type Observed, type WaitOptions } from "./types.ts";
+import {
+  bootId,
+  canTrackProcesses,
+  commandMatches,
+  defaultStateDir,
+  type EngineRecord,
+  groupMembers,
+  isRunning,
+  procCmdline,
+  procStat,
+  readEngineRecord,
+  removeEngineRecord,
+  stateFilePath,
+  writeEngineRecord,
+} from "./engine_state.ts";
 
 /** Options of {@link createProcessBackend}. */
 export interface ProcessBackendOptions {
-  /** The validated config (`process.host`, `process.stopGracePeriod`, `models`, `defaultModel`, `vllm.env`). */
+  /**
+   * The validated config (`process.host`, `process.stopGracePeriod`, `process.stateDir`, `port` — the state
+   * file's name —, `models`, `defaultModel`, `vllm.env`, `startTimeout`).
+   */
   config: Readonly<ChillConfig>;
   /** Where the backend's and the engine's lines go. */
   log: Logger;
@@ -28,10 +57,27 @@ const DRAIN_MS = 1000;
 const PROBE_TIMEOUT_MS = 2000;
 /** Output lines after which /health is probed at once instead of after the backoff (vLLM/uvicorn, fake vLLM). */
 const READY_HINT = /Application startup complete|Uvicorn running on|listening on http|\/health is 200/i;
+/** How often an adopted engine (not our child, so no exit event) is checked while it runs. */
+const ADOPTED_POLL_MS = 1000;
+/** Longest an adopted engine may take to disappear once SIGKILLed (a GPU driver teardown can be slow). */
+const ADOPTED_GONE_MS = 15_000;
+
+/** How an engine ended: code/signal of our child; both null for an adopted engine (its parent reaped it). */
+interface ExitStatus {
+  code: number | null;
+  signal: Deno.Signal | null;
+}
 
 interface Engine {
-  readonly child: Deno.ChildProcess;
+  /** Our child process; null for an engine adopted from a previous proxy. */
+  readonly child: Deno.ChildProcess | null;
   readonly pid: number;
+  /** Its process group (the engine leads it); 0 when it no longer does (signal the pid alone). */
+  readonly pgid: number;
+  /** Taken over from a previous proxy: not our child. */
+  readonly adopted: boolean;
+  /** Start time since boot (clock ticks), when /proc tells it: with pid, the process's identity. */
+  readonly start?: number;
   readonly port: number;
   readonly url: string;
   readonly model: NamedModel;
@@ -40,12 +86,16 @@ interface Engine {
   phase: "starting" | "ready" | "terminating";
   stopRequested: boolean;
   /** Resolves once the process has exited and its output is drained. */
-  readonly exited: Promise<Deno.CommandStatus>;
+  readonly exited: Promise<ExitStatus>;
   readonly tail: { stdout: string[]; stderr: string[] };
   /** Wakes the readiness probe early (a "server started" line was printed). */
   readonly hints: EventTarget;
   /** Resolves when the engine is ready; rejects when its start failed. */
   ready?: Promise<void>;
+  /** Wakes an adopted engine's exit poll (a stop is under way: poll faster). */
+  readonly poke: EventTarget;
+  /** Ends an adopted engine's exit poll (the backend gave up on it). */
+  readonly unwatch: AbortController;
 }
 
 /**
@@ -75,13 +125,67 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
   const listeners = new Set<(reason: string) => void>();
   let current: Engine | null = null;
   let lastUrl: string | null = null;
-  let lastExit: { model: string; code: number; signal: string | null; at: string; reason: string } | null = null;
+  let lastExit: { model: string; code: number | null; signal: string | null; at: string; reason: string } | null = null;
   let closed = false;
+  /** A start is under way (between its call and the engine being current): observe must not adopt then. */
+  let starting = false;
+  /** Aborted by close(): ends the readiness wait of an adopted engine. */
+  const closer = new AbortController();
+  // Port 0 means a new port on every run: no later proxy could find the record by it.
+  const statePath = config.port !== 0 && canTrackProcesses()
+    ? stateFilePath(config.process.stateDir ?? defaultStateDir(), config.port)
+    : null;
+  const self = { pid: Deno.pid, start: procStat(Deno.pid)?.start, bootId: bootId() };
   // Engines run in their own process group, so a proxy that exits without close() must not leave one behind.
   const onUnload = () => {
-    if (current) sendSignal(current, "SIGKILL");
+    if (!current) return;
+    sendSignal(current, "SIGKILL");
+    if (statePath) removeEngineRecord(statePath, current.pid);
   };
   globalThis.addEventListener("unload", onUnload);
+
+  /** Records a freshly spawned engine, unless the file is another live proxy's (then it is left alone). */
+  const record = (engine: Engine) => {
+    if (!statePath) return;
+    try {
+      const found = readEngineRecord(statePath);
+      if (found.kind === "record" && isRunning(found.record.proxy) && found.record.proxy.pid !== self.pid) {
+        log.warn("engine state file belongs to another running proxy; this engine is not recorded", {
+          stateFile: statePath,
+          proxyPid: found.record.proxy.pid,
+        });
+        return;
+      }
+      const entry: EngineRecord = {
+        version: 1,
+        pid: engine.pid,
+        pgid: engine.pgid,
+        ...(engine.start !== undefined ? { start: engine.start } : {}),
+        ...(self.bootId !== undefined ? { bootId: self.bootId } : {}),
+        port: engine.port,
+        host,
+        model: engine.model.name,
+        servedModelName: engine.model.servedModelName,
+        command: engine.command,
+        startedAt: new Date(engine.startedAt).toISOString(),
+        proxy: {
+          pid: self.pid,
+          ...(self.start !== undefined ? { start: self.start } : {}),
+          ...(self.bootId !== undefined ? { bootId: self.bootId } : {}),
+        },
+      };
+      writeEngineRecord(statePath, entry);
+    } catch (e) {
+      log.warn("cannot record the engine; a restarted proxy will not find it", {
+        stateFile: statePath,
+        error: message(e),
+      });
+    }
+  };
+
+  const forget = (engine: Engine) => {
+    if (statePath) removeEngineRecord(statePath, engine.pid);
+  };
 
   const resolveModel = (model: NamedModel | null): NamedModel => {
     if (model) return model;
@@ -138,17 +242,22 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
       if (READY_HINT.test(line)) hints.dispatchEvent(new Event("hint"));
     };
     const pumps = [pump(child.stdout, onLine("stdout")), pump(child.stderr, onLine("stderr"))];
-    const exited = child.status.then(async (status) => {
+    const exited = child.status.then(async (status): Promise<ExitStatus> => {
       // The engine is gone; workers it left in its group would hold the GPU (and the output pipes).
       try {
         Deno.kill(-child.pid, "SIGKILL");
       } catch { /* no one left */ }
       await drain(pumps);
-      return status;
+      return { code: status.code, signal: status.signal };
     });
     const engine: Engine = {
       child,
       pid: child.pid,
+      pgid: child.pid,
+      start: procStat(child.pid)?.start,
+      adopted: false,
+      poke: new EventTarget(),
+      unwatch: new AbortController(),
       port,
       url: `http://${urlHost(host)}:${port}`,
       model,
@@ -161,11 +270,138 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
       hints,
     };
     log.info("engine started", { model: model.name, pid: child.pid, port, command: command.join(" ") });
+    record(engine);
     void exited.then((status) => onExit(engine, status));
     return engine;
   };
 
-  const onExit = (engine: Engine, status: Deno.CommandStatus) => {
+  /**
+   * Takes over the engine a previous proxy recorded, when that very process
+   * still runs the recorded command and the recording proxy is gone; removes
+   * a stale record. Returns the adopted engine or null.
+   */
+  const adopt = async (signal: AbortSignal): Promise<Engine | null> => {
+    if (!statePath) return null;
+    const found = readEngineRecord(statePath);
+    if (found.kind === "none") return null;
+    if (found.kind === "invalid") {
+      log.warn("ignoring an unreadable engine state file", { stateFile: statePath, reason: found.reason });
+      removeEngineRecord(statePath);
+      return null;
+    }
+    const rec = found.record;
+    if (isRunning(rec.proxy)) {
+      // Its proxy still runs (another proxy on this port, or this very process): not ours to take.
+      if (rec.proxy.pid !== self.pid) {
+        log.warn("the recorded engine belongs to a running proxy; not adopting it", {
+          stateFile: statePath,
+          pid: rec.pid,
+          proxyPid: rec.proxy.pid,
+        });
+      }
+      return null;
+    }
+    const live = procCmdline(rec.pid);
+    const alive = isRunning(rec);
+    if (!alive || !live || !commandMatches(rec.command, live)) {
+      log.info("removing a stale engine state file", {
+        stateFile: statePath,
+        pid: rec.pid,
+        reason: !alive || !live ? "the process is gone" : "the pid now runs another command",
+      });
+      removeEngineRecord(statePath, rec.pid);
+      return null;
+    }
+    const spec = config.models[rec.model];
+    const model: NamedModel = spec
+      ? { ...spec, name: rec.model, servedModelName: spec.servedModelName ?? rec.model, source: "config" }
+      : { modelName: rec.servedModelName, name: rec.model, servedModelName: rec.servedModelName, source: "config" };
+    const stat = procStat(rec.pid);
+    const exit = Promise.withResolvers<ExitStatus>();
+    const engine: Engine = {
+      child: null,
+      pid: rec.pid,
+      // Signal the group only while the engine still leads it; else the pid alone.
+      pgid: stat?.pgrp === rec.pgid ? rec.pgid : 0,
+      start: rec.start,
+      adopted: true,
+      poke: new EventTarget(),
+      unwatch: new AbortController(),
+      port: rec.port,
+      url: `http://${urlHost(rec.host)}:${rec.port}`,
+      model,
+      command: rec.command,
+      startedAt: Date.parse(rec.startedAt),
+      phase: "starting",
+      stopRequested: false,
+      exited: exit.promise,
+      tail: { stdout: [], stderr: [] },
+      hints: new EventTarget(),
+    };
+    void watchAdopted(engine).then(exit.resolve);
+    void engine.exited.then((status) => onExit(engine, status));
+    // The config no longer describes this engine (model removed, command or flags changed): stop it.
+    const wanted = spec ? buildCommand(model, host, rec.port) : null;
+    const outdated = !wanted || wanted.length !== rec.command.length || wanted.some((a, i) => a !== rec.command[i]);
+    if (outdated) {
+      engine.phase = "terminating";
+      log.warn("adopted an engine the config no longer describes; it will be stopped", {
+        model: rec.model,
+        pid: rec.pid,
+        command: rec.command.join(" "),
+      });
+      return engine;
+    }
+    if (await probe(`${engine.url}/health`, PROBE_TIMEOUT_MS, signal)) {
+      engine.phase = "ready";
+      lastUrl = engine.url;
+    } else {
+      const timeout = model.startTimeout ?? config.startTimeout;
+      const ready = waitHealthy(engine, { signal: closer.signal, deadline: Date.now() + timeout });
+      engine.ready = ready.then(() => {
+        engine.phase = "ready";
+        lastUrl = engine.url;
+        log.info("adopted engine ready", { model: model.name, pid: engine.pid });
+      });
+      engine.ready.catch(async (e) => {
+        if (current !== engine || engine.stopRequested || closed) return;
+        log.warn("adopted engine did not become ready; stopping it", { model: model.name, error: message(e) });
+        await terminate(engine, true).catch(() => {});
+      });
+    }
+    log.info("adopted a running engine", {
+      model: model.name,
+      pid: engine.pid,
+      port: engine.port,
+      phase: engine.phase,
+      stateFile: statePath,
+    });
+    return engine;
+  };
+
+  /** Polls /proc until the adopted engine is gone (1 s apart, faster once a stop is under way). */
+  const watchAdopted = async (engine: Engine): Promise<ExitStatus> => {
+    let fast = 25;
+    while (isRunning(engine)) {
+      // Given up on (close, or it outlived its SIGKILL): never reported as exited.
+      if (engine.unwatch.signal.aborted) return new Promise<never>(() => {});
+      const wait = engine.stopRequested ? fast : ADOPTED_POLL_MS;
+      if (engine.stopRequested) fast = Math.min(fast * 1.5, 250);
+      await sleepUnless(wait, engine.unwatch.signal, null, engine.poke);
+    }
+    // Workers left in its group would still hold the GPU.
+    if (engine.pgid > 0) {
+      try {
+        Deno.kill(-engine.pgid, "SIGKILL");
+      } catch { /* no one left */ }
+      for (let i = 0; i < 40 && groupMembers(engine.pgid).length > 0; i++) {
+        await sleepUnless(25, engine.unwatch.signal, null, new EventTarget());
+      }
+    }
+    return { code: null, signal: null };
+  };
+
+  const onExit = (engine: Engine, status: ExitStatus) => {
     const wasReady = engine.phase === "ready";
     const reason = exitReason(engine, status);
     lastExit = {
@@ -176,6 +412,7 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
       reason,
     };
     if (current === engine) current = null;
+    forget(engine);
     if (engine.stopRequested) {
       log.info("engine stopped", { model: engine.model.name, pid: engine.pid, code: status.code });
       return;
@@ -252,8 +489,10 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
     void engine.exited.then(() => finished = true);
     if (!force) sendSignal(engine, "SIGTERM");
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let killed: number | null = null;
     const kill = () => {
       clearTimeout(timer);
+      killed ??= Date.now();
       if (!finished) {
         if (!force) {
           log.warn("engine still running after SIGTERM, killing it", { model: engine.model.name, pid: engine.pid });
@@ -264,37 +503,77 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
     if (killAfter === 0 || signal?.aborted) kill();
     else timer = setTimeout(kill, killAfter);
     signal?.addEventListener("abort", kill, { once: true });
+    engine.poke.dispatchEvent(new Event("poke"));
     try {
-      await engine.exited;
+      // Our child always reports its exit; an adopted engine is polled, so that wait is bounded.
+      await (engine.adopted ? goneWithin(engine, () => killed) : engine.exited);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener("abort", kill);
     }
   };
 
+  /** Resolves when the adopted engine is gone; rejects when it outlives its SIGKILL by ADOPTED_GONE_MS. */
+  const goneWithin = (engine: Engine, killedAt: () => number | null): Promise<void> => {
+    return new Promise<void>((resolve, reject) => {
+      const check = setInterval(() => {
+        const at = killedAt();
+        if (at !== null && Date.now() - at > ADOPTED_GONE_MS) {
+          // Still watched: should it go later, it is forgotten then.
+          clearInterval(check);
+          reject(
+            new BackendError(
+              "timeout",
+              `engine for model ${engine.model.name} (pid ${engine.pid}) still runs ${ADOPTED_GONE_MS} ms after SIGKILL`,
+            ),
+          );
+        }
+      }, 250);
+      void engine.exited.then(() => {
+        clearInterval(check);
+        resolve();
+      });
+    });
+  };
+
   const sendSignal = (engine: Engine, sig: Deno.Signal) => {
-    try {
-      Deno.kill(-engine.pid, sig); // the whole group: vLLM's workers too
-    } catch {
+    if (engine.pgid > 0) {
       try {
-        engine.child.kill(sig);
-      } catch { /* already gone */ }
+        Deno.kill(-engine.pgid, sig); // the whole group: vLLM's workers too
+        return;
+      } catch { /* no group any more: the process alone */ }
     }
+    try {
+      if (engine.child) engine.child.kill(sig);
+      // Not our child: make sure the pid is still that engine before signalling it.
+      else if (isRunning(engine)) Deno.kill(engine.pid, sig);
+    } catch { /* already gone */ }
   };
 
   const backend: Backend = {
     kind: "process",
 
-    observe(_signal: AbortSignal): Promise<Observed> {
+    async observe(signal: AbortSignal): Promise<Observed> {
+      // Level-triggered: with no engine of our own, what a previous proxy left running is the truth.
+      if (!current && !starting && !closed) {
+        const adopted = await adopt(signal);
+        if (adopted && !current && !closed) current = adopted;
+        else if (adopted && current !== adopted) {
+          // Raced by a start (or close) while probing: leave the record; the next observe sees it again.
+          adopted.unwatch.abort();
+        }
+      }
       const engine = current;
-      if (!engine) return Promise.resolve({ replicas: 0, activeModel: null, phase: "absent" });
-      return Promise.resolve({
+      if (!engine) return { replicas: 0, activeModel: null, phase: "absent" };
+      return {
         replicas: engine.phase === "terminating" ? 0 : 1,
         activeModel: engine.model.name,
         phase: engine.phase,
         pid: engine.pid,
-        ...(engine.phase === "terminating" ? { reason: "stopping" } : {}),
-      });
+        ...(engine.phase === "terminating"
+          ? { reason: engine.stopRequested ? "stopping" : "the config no longer describes this engine" }
+          : {}),
+      };
     },
 
     async start(requested: NamedModel | null, opts: WaitOptions): Promise<void> {
@@ -306,7 +585,12 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
           `an engine is already running (model ${current.model.name}, pid ${current.pid}); stop it first`,
         );
       }
-      await startEngine(model, opts);
+      starting = true;
+      try {
+        await startEngine(model, opts);
+      } finally {
+        starting = false;
+      }
     },
 
     async waitReady(_model: NamedModel | null, opts: WaitOptions): Promise<void> {
@@ -364,17 +648,24 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
         model: engine?.model.name ?? null,
         command: engine?.command ?? null,
         upstream: engine?.url ?? null,
+        adopted: engine?.adopted ?? false,
+        stateFile: statePath,
         lastExit,
       };
     },
 
     async close(): Promise<void> {
       closed = true;
+      closer.abort(new Error("the process backend is closing"));
       listeners.clear();
       globalThis.removeEventListener("unload", onUnload);
       const engine = current;
-      if (engine) await terminate(engine, false);
-      current = null;
+      try {
+        if (engine) await terminate(engine, false);
+      } finally {
+        engine?.unwatch.abort();
+        current = null;
+      }
     },
   };
   return backend;
@@ -474,14 +765,21 @@ function lastLines(engine: Engine): string {
   return lines.slice(-8).join("\n");
 }
 
-function exitReason(engine: Engine, status: Deno.CommandStatus): string {
-  const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+/** How an engine ended, in words. */
+function howItEnded(engine: Engine, status: ExitStatus): string {
+  if (status.signal) return `was killed by ${status.signal}`;
+  if (status.code !== null) return `exited with code ${status.code}`;
+  return engine.adopted ? "exited (adopted from a previous proxy: its exit code is unknown)" : "exited";
+}
+
+function exitReason(engine: Engine, status: ExitStatus): string {
+  const how = howItEnded(engine, status);
   const lines = lastLines(engine);
   return `engine for model ${engine.model.name} (pid ${engine.pid}) ${how}${lines ? `:\n${lines}` : ""}`;
 }
 
-function startExitError(engine: Engine, status: Deno.CommandStatus): BackendError {
-  const how = status.signal ? `was killed by ${status.signal}` : `exited with code ${status.code}`;
+function startExitError(engine: Engine, status: ExitStatus): BackendError {
+  const how = howItEnded(engine, status);
   const lines = lastLines(engine);
   return new BackendError(
     "exited",
@@ -526,8 +824,13 @@ async function probe(url: string, timeoutMs: number, signal: AbortSignal): Promi
   }
 }
 
-/** Sleeps `ms`, returning early on abort, when `wake` settles or when `hints` fires. */
-function sleepUnless(ms: number, signal: AbortSignal, wake: Promise<unknown>, hints: EventTarget): Promise<void> {
+/** Sleeps `ms`, returning early on abort, when `wake` settles (if given) or when `hints` fires. */
+function sleepUnless(
+  ms: number,
+  signal: AbortSignal,
+  wake: Promise<unknown> | null,
+  hints: EventTarget,
+): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
@@ -538,6 +841,6 @@ function sleepUnless(ms: number, signal: AbortSignal, wake: Promise<unknown>, hi
     const timer = setTimeout(done, ms);
     signal.addEventListener("abort", done, { once: true });
     hints.addEventListener("hint", done, { once: true });
-    wake.then(done, done);
+    wake?.then(done, done);
   });
 }

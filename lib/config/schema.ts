@@ -237,6 +237,14 @@ export const TargetSchema = z.strictObject({
 export const ProcessSchema = z.strictObject({
   host: z.string().default("127.0.0.1").describe("Address engines listen on."),
   stopGracePeriod: Duration.prefault("10s").describe("SIGTERM → SIGKILL delay."),
+  stateDir: z
+    .string()
+    .min(1)
+    .optional()
+    // Default computed at run time (lib/backend/engine_state.ts defaultStateDir): $TMPDIR (or /tmp)/vllm-chill-<uid>.
+    .describe(
+      "Where the engine is recorded for restarts; default $XDG_RUNTIME_DIR/vllm-chill, else /tmp/vllm-chill-<uid>.",
+    ),
 });
 
 /** The whole vllm-chill config file (`defineVllmChill({...})`, JSON or YAML). */

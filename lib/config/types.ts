@@ -305,7 +305,7 @@ export interface ChillConfigInput {
   /** vLLM pod settings. */
   vllm?: VllmPodInput;
   /** Process backend settings. */
-  process?: { host?: string; stopGracePeriod?: DurationString };
+  process?: { host?: string; stopGracePeriod?: DurationString; stateDir?: string };
   /** Model for requests that name none. */
   defaultModel?: string;
   /** Models by key. */
@@ -362,8 +362,8 @@ export interface ChillConfig {
   target: Target;
   /** vLLM pod settings. */
   vllm: VllmPod;
-  /** Process backend settings (stopGracePeriod in ms). */
-  process: { host: string; stopGracePeriod: number };
+  /** Process backend settings (stopGracePeriod in ms; stateDir: where the running engine is recorded). */
+  process: { host: string; stopGracePeriod: number; stateDir?: string };
   /** Model for requests that name none. */
   defaultModel?: string;
   /** Models by key. */
