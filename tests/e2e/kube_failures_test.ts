@@ -194,6 +194,7 @@ Deno.test("kube e2e failure: the vLLM pod deleted while Ready (eviction) → the
     assert.equal((await chat(env.url, "model-a")).status, 200);
     const pod = env.fake.kubelet.pods()[0];
     env.fake.store.deleteObject("pods", pod.metadata.name);
+    await waitUntil(() => env.engines[0].stoppedAt !== undefined, 3000, "the evicted pod's vLLM stopped");
     const statuses: number[] = [];
     for (let i = 0; i < 50; i++) {
       const r = await chat(env.url, "model-a");

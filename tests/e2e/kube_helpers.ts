@@ -44,7 +44,15 @@ export type { CallRecord, FakeKube };
  */
 export const FAST_TIMING = { scheduleMs: 10, startMs: 20, readyMs: 20, terminateMs: 40 } as const;
 
-/** Behaviour of the fake vLLM a pod runs. */
+/**
+ * Behaviour of the fake vLLM a pod runs.
+ *
+ * @example
+ * ```ts
+ * import type { EngineOptions } from "./kube_helpers.ts";
+ * const slow: EngineOptions = { loadMs: 500, tokensPerSec: 10 };
+ * ```
+ */
 export interface EngineOptions {
   /** Milliseconds before /health answers 200 (default 100). */
   loadMs?: number;
@@ -54,7 +62,15 @@ export interface EngineOptions {
   crashAfterChunks?: number;
 }
 
-/** One fake vLLM started for one pod. */
+/**
+ * One fake vLLM started for one pod.
+ *
+ * @example
+ * ```ts ignore
+ * import type { Engine } from "./kube_helpers.ts";
+ * const served = (e: Engine) => e.received.length;
+ * ```
+ */
 export interface Engine {
   /** Pod name. */
   pod: string;
@@ -74,7 +90,15 @@ export interface Engine {
   streamsCancelled: number;
 }
 
-/** One observed change of the simulated cluster. */
+/**
+ * One observed change of the simulated cluster.
+ *
+ * @example
+ * ```ts
+ * import type { Sample } from "./kube_helpers.ts";
+ * const s: Sample = { at: 0, callIndex: 3, replicas: 1, configModel: "model-a", pods: ["vllm-x:Running:ready"] };
+ * ```
+ */
 export interface Sample {
   /** performance.now() of the change. */
   at: number;
@@ -88,7 +112,15 @@ export interface Sample {
   pods: string[];
 }
 
-/** Options of {@link startKubeE2e}. */
+/**
+ * Options of {@link startKubeE2e}.
+ *
+ * @example
+ * ```ts
+ * import type { KubeE2eOptions } from "./kube_helpers.ts";
+ * const options: KubeE2eOptions = { config: { enableModelSwitch: false, models: {} }, engine: { loadMs: 50 } };
+ * ```
+ */
 export interface KubeE2eOptions {
   /** Config over the test defaults (namespace ai-apps, two models a/b, model switching on). */
   config?: Partial<ChillConfigInput>;
@@ -108,7 +140,15 @@ export interface KubeE2eOptions {
   allowForbidden?: boolean;
 }
 
-/** Everything a test gets. */
+/**
+ * Everything a test gets.
+ *
+ * @example
+ * ```ts ignore
+ * import type { KubeE2e } from "./kube_helpers.ts";
+ * const scaledUp = (env: KubeE2e) => env.scalePatches().length > 0;
+ * ```
+ */
 export interface KubeE2e {
   /** The fake API server. */
   fake: FakeKube;

@@ -170,3 +170,25 @@ Deno.test("kube e2e VLLMModel: created while running → listed cold and servabl
     assert.equal(env.scalePatches().length, scalesBefore, "the 404 woke nothing");
   });
 });
+
+Deno.test("kube e2e resources: servedModelName (config and VLLMModel) — listed by served name, requested by key or served name", async () => {
+  await withKubeE2e({
+    config: { models: { "model-x": { modelName: "org/x", servedModelName: "x-served" } } },
+    seed: (fake) =>
+      void fake.store.createObject("vllmmodels", vllmModel("cr-y", "org/y", { servedModelName: "y-served" })),
+  }, async (env) => {
+    await waitUntil(async () => "y-served" in await modelStatuses(env.url), 5000, "the VLLMModel listed");
+    assert.deepEqual(await modelStatuses(env.url), { "x-served": "cold", "y-served": "cold" });
+    const openai = env.openai();
+    for (const [asked, served] of [["model-x", "x-served"], ["x-served", "x-served"], ["cr-y", "y-served"]]) {
+      const reply = await openai.chat.completions.create({
+        model: asked,
+        messages: [{ role: "user", content: asked }],
+        max_tokens: 1,
+      });
+      assert.equal(reply.model, served, asked);
+      assert.equal(env.fake.store.getObject("configmaps", "vllm-config").data.SERVED_MODEL_NAME, served);
+    }
+    assert.deepEqual(env.engines.map((e) => e.model), ["x-served", "y-served"], "one switch, by model not by name");
+  });
+});

@@ -15,6 +15,7 @@ import {
   metricsText,
   metricValue,
   modelStatuses,
+  settleCalls,
   TWO_MODELS,
   waitUntil,
   withKubeE2e,
@@ -235,5 +236,18 @@ Deno.test("kube e2e switch: switchStrategy force deletes the old pod with grace 
       "update configmaps",
       "patch deployments/scale",
     ]);
+  });
+});
+
+Deno.test("kube e2e switch: after a switch, 20 warm requests to the active model make no Kubernetes API call", async () => {
+  await withKubeE2e({}, async (env) => {
+    const openai = env.openai();
+    const ask = (model: string) =>
+      openai.chat.completions.create({ model, messages: [{ role: "user", content: model }], max_tokens: 1 });
+    assert.equal((await ask("model-a")).model, "model-a");
+    assert.equal((await ask("model-b")).model, "model-b");
+    const before = await settleCalls(env.fake);
+    for (let i = 0; i < 20; i++) assert.equal((await ask("model-b")).model, "model-b");
+    assert.deepEqual(env.fake.calls.slice(before).map(describeCall), [], "no API call on the warm path");
   });
 });

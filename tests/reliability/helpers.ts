@@ -110,6 +110,10 @@ export interface ClusterOptions {
   vllm?: Omit<FakeVllmOptions, "model" | "port">;
   /** Config overrides (see {@link kubeConfigFor}). */
   config?: Partial<ChillConfigInput>;
+  /** Served name when the ConfigMap names none (scale-only mode: a user-managed Deployment). */
+  servedFallback?: string;
+  /** Create a user-managed vLLM Deployment (replicas 0) before the proxy starts (scale-only mode). */
+  userDeployment?: boolean;
 }
 
 /**
@@ -162,15 +166,30 @@ export async function startCluster(options: ClusterOptions = {}): Promise<FakeCl
   const targetUrl = `http://127.0.0.1:${port}`;
   const config = kubeConfigFor(targetUrl, options.config);
   const started: string[] = [];
-  let current: { pod: string; served: string; vllm: Promise<FakeVllm>; ref?: FakeVllm } | undefined;
+  interface Engine {
+    pod: string;
+    served: string;
+    /** The fake vLLM (on its own port) and the relay from the fixed port to it. */
+    up: Promise<{ vllm: FakeVllm; relay: TcpForwarder }>;
+    vllm?: FakeVllm;
+  }
+  let current: Engine | undefined;
   let closing: Promise<void> = Promise.resolve();
   // The pod hooks read the ConfigMap through the fake they belong to (set right below).
   const self: { fake?: FakeKube } = {};
 
+  // A stopped pod's container dies: its connections are cut (relay closed) before the engine goes.
   const stopCurrent = () => {
     const running = current;
     current = undefined;
-    if (running) closing = closing.then(() => running.vllm.then((v) => v.close()));
+    if (running) {
+      closing = closing.then(() =>
+        running.up.then(async ({ vllm, relay }) => {
+          await relay.close();
+          await vllm.close();
+        }, () => {})
+      );
+    }
     return closing;
   };
 
@@ -183,27 +202,41 @@ export async function startCluster(options: ClusterOptions = {}): Promise<FakeCl
     onPodStart: async (pod) => {
       await stopCurrent();
       const cm = self.fake!.store.getObject("configmaps", config.target.configMap, config.namespace);
-      const served = cm?.data?.SERVED_MODEL_NAME ?? "none";
+      const served = cm?.data?.SERVED_MODEL_NAME ?? options.servedFallback ?? "none";
       started.push(served);
-      const vllm = startFakeVllm({ ...options.vllm, model: served, port });
-      const entry: { pod: string; served: string; vllm: Promise<FakeVllm>; ref?: FakeVllm } = {
-        pod: pod.metadata.name,
-        served,
+      const up = startFakeVllm({ ...options.vllm, model: served, port: 0 }).then((vllm) => ({
         vllm,
-      };
+        relay: forwardTcp(port, vllm.port),
+      }));
+      const entry: Engine = { pod: pod.metadata.name, served, up };
       current = entry;
-      entry.ref = await vllm;
+      entry.vllm = (await up).vllm;
     },
     onPodStop: async (pod) => {
       if (current?.pod === pod.metadata.name) await stopCurrent();
     },
   });
+  if (options.userDeployment) {
+    kube.store.createObject("deployments", {
+      apiVersion: "apps/v1",
+      kind: "Deployment",
+      metadata: { name: config.target.deployment },
+      spec: {
+        replicas: 0,
+        selector: { matchLabels: { app: "vllm" } },
+        template: {
+          metadata: { labels: { app: "vllm" } },
+          spec: { containers: [{ name: "vllm", image: "vllm/vllm-openai:v0.11.0" }] },
+        },
+      },
+    }, config.namespace);
+  }
   return {
     fake: kube,
     config,
     targetUrl,
     started,
-    vllm: () => current?.ref,
+    vllm: () => current?.vllm,
     serving: () => current?.served,
     scalePatches: () => kube.calls.filter((c) => c.verb === "patch" && c.subresource === "scale" && c.status < 300),
     configuredModel: () =>

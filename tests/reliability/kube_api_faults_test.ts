@@ -231,3 +231,38 @@ Deno.test("kube faults: 3 s latency on the scale patch and the pod watch → hel
     assert.equal(cluster.scalePatches().length, 1, "one scale-up, however long it took");
   });
 });
+
+Deno.test("kube faults: scale-only mode — API down at start, then 500s on the scale patch: recovers, served, only replicas touched", async () => {
+  const cluster = await startCluster({
+    config: { enableModelSwitch: false },
+    servedFallback: "model-a",
+    userDeployment: true,
+  });
+  try {
+    const { fake } = cluster;
+    fake.faults.failNext({}, 503, 1_000_000);
+    const proxy = await startKubeProxy(cluster, { waitReady: false });
+    try {
+      await fake.until(() => failedCalls(fake.calls).length >= 2, 5000, "the proxy to try the API");
+      const notReady = await fetch(`${proxy.url}/readyz`);
+      await notReady.body?.cancel();
+      assert.equal(notReady.status, 503);
+      const early = chat(proxy.url, "model-a", { timeoutMs: 15_000 });
+      fake.faults.clear();
+      fake.faults.failNext({ verb: "patch", subresource: "scale" }, 500, 2);
+      const res = await within(early, 12_000, "the request held while the API was down");
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.model, "model-a");
+      const writes = fake.calls.filter((c) => c.status < 300 && !["get", "list", "watch"].includes(c.verb ?? ""))
+        .filter((c) => c.resource !== "selfsubjectaccessreviews");
+      assert.deepEqual(writes.map((c) => `${c.verb} ${c.resource}/${c.subresource ?? ""}`), [
+        "patch deployments/scale",
+      ], "scale-only mode writes nothing but replicas");
+      assertRoleSufficed(cluster);
+    } finally {
+      await proxy.close();
+    }
+  } finally {
+    await cluster.close();
+  }
+});

@@ -53,12 +53,14 @@ export const FAULTS: Record<string, string[]> = {
     "HTTP 503 on every API call at proxy start (then cleared)",
     "API server unreachable (closed port) at proxy start, then reachable",
     "3 s latency on the scale patch and the pod watch",
+    "scale-only mode: HTTP 503 on every call at start, then 2× HTTP 500 on the scale patch",
   ],
   "tests/reliability/workload_faults_test.ts": [
     "pod never Ready",
     "crash-looping pod",
     "upstream connection reset mid-stream",
     "old pod stuck terminating during a switch",
+    "pod deleted while serving a stream",
   ],
   "tests/reliability/proxy_faults_test.ts": [
     "SIGTERM with 3 streams in flight + 1 held request",

@@ -147,3 +147,69 @@ Deno.test("workload faults: an old pod stuck terminating → the switch waits (h
     },
   );
 });
+
+Deno.test("workload faults: the pod deleted while serving a stream (eviction) → the stream errors, counted, the next request gets a new pod", async () => {
+  await withKubeProxy({ vllm: { tokensPerSec: 20 } }, async ({ cluster, proxy }) => {
+    const { fake } = cluster;
+    const res = await fetch(`${proxy.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "model-a",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 40,
+        stream: true,
+      }),
+    });
+    assert.equal(res.status, 200);
+    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+    const first = await within(reader.read(), 5000, "the first chunk");
+    assert.ok(!first.done);
+    const pod = fake.kubelet.pods()[0];
+    fake.store.deleteObject("pods", pod.metadata.name, "ai-apps", 0);
+    let text = first.value ?? "";
+    const ended = await within(
+      (async () => {
+        try {
+          for (let i = 0; i < 1000; i++) {
+            const { value, done } = await reader.read();
+            if (done) return "done";
+            text += value;
+          }
+          return "too long";
+        } catch {
+          return "error";
+        }
+      })(),
+      8000,
+      "the cut stream to end",
+    );
+    // Cut: either an error or an end without [DONE] (never a clean-looking complete stream).
+    assert.ok(ended === "error" || !text.includes("[DONE]"), `the cut stream looked complete (${ended})`);
+    await waitUntil(
+      async () => {
+        const metrics = await scrape(proxy.url);
+        return metricValue(metrics, "vllm_chill_requests_total", { model: "model-a", code: "502" }) >= 1;
+      },
+      5000,
+      "the cut stream counted as 502",
+    );
+    // The proxy notices the pod is gone (pod watch, tens of ms) and stops forwarding to it; a request sent in
+    // that gap gets 502 upstream_error (see docs/RELIABILITY.md, known limits).
+    await waitUntil(
+      async () => {
+        const status = await adminStatus(proxy.url);
+        return status.state !== "ready" || cluster.started.length === 2;
+      },
+      2000,
+      "the proxy to notice the lost pod",
+    );
+    assert.match(JSON.stringify((await adminStatus(proxy.url)).lastError), /disappeared|gone|terminat|deleted/i);
+    const next = await chat(proxy.url, "model-a");
+    assert.equal(next.status, 200, JSON.stringify(next.body));
+    assert.equal(next.body.model, "model-a");
+    assert.equal(cluster.started.length, 2, "a new pod served the next request");
+    const metrics = await scrape(proxy.url);
+    assert.equal(metricValue(metrics, "vllm_chill_inflight_requests", { model: "model-a" }), 0);
+  });
+});
