@@ -219,6 +219,10 @@ export const VllmPodSchema = z
       .default(1800)
       .describe("How long the startup probe lets a model load before the kubelet restarts it."),
   })
+  .refine((pod) => !(pod.hfTokenSecret && pod.env && "HF_TOKEN" in pod.env), {
+    path: ["env", "HF_TOKEN"],
+    message: "HF_TOKEN is already set from vllm.hfTokenSecret; keep the token in the Secret only",
+  })
   .describe("vLLM pod settings (Deployment created by vllm-chill).");
 
 /** Names of the Kubernetes objects vllm-chill drives. */

@@ -104,6 +104,30 @@ interface Ctx {
   bytesIn: number;
 }
 
+/** Attempts at connecting to the engine before a 502 (the first plus re-holds after a refused connection). */
+const CONNECT_ATTEMPTS = 3;
+/** Pause before re-holding a request whose connection was refused (× attempt). */
+const CONNECT_RETRY_MS = 200;
+
+/** True for a fetch error raised while connecting: the request never reached the engine. */
+function neverReachedEngine(error: unknown): boolean {
+  const text = `${(error as Error)?.message ?? ""} ${((error as Error)?.cause as Error | undefined)?.message ?? ""}`;
+  return /client error \(Connect\)|Connection refused/i.test(text);
+}
+
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
+
 /**
  * Creates the handler.
  *
@@ -412,7 +436,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         });
       }
     }
-    const granted = lease;
+    let granted = lease;
     let upstream: Response;
     // Deno aborts req.signal once a response is sent (legacy behaviour), so the upstream request gets its own
     // signal, tied to the client only until the engine's headers arrive; after that, a client that leaves
@@ -421,28 +445,60 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     const onClientAbort = () => upstreamAbort.abort(req.signal.reason);
     req.signal.addEventListener("abort", onClientAbort, { once: true });
     try {
-      upstream = await send(granted, upstreamAbort.signal);
-    } catch (error) {
-      granted.release();
-      if (req.signal.aborted) {
-        done(ctx, 499, 0, granted.heldMs, "client_closed");
-        return new Response(null, { status: 499 });
+      for (let attempt = 1;; attempt++) {
+        try {
+          upstream = await send(granted, upstreamAbort.signal);
+          break;
+        } catch (error) {
+          granted.release();
+          if (req.signal.aborted) {
+            done(ctx, 499, 0, granted.heldMs, "client_closed");
+            return new Response(null, { status: 499 });
+          }
+          // The engine went away between the grant and the connection (a pod that died before the watch said
+          // so): the request never reached it, so it is safe to wait for the scaler to notice and hold it again.
+          if (attempt < CONNECT_ATTEMPTS && neverReachedEngine(error)) {
+            log.warn("engine refused the connection; holding the request again", {
+              id: ctx.id,
+              upstream: granted.upstream,
+              attempt,
+            });
+            await abortableDelay(CONNECT_RETRY_MS * attempt, req.signal);
+            try {
+              granted = gate.tryAcquire(key) ?? await gate.acquire(key, { signal: req.signal });
+            } catch (rejection) {
+              if (req.signal.aborted) {
+                done(ctx, 499, 0, granted.heldMs, "client_closed");
+                return new Response(null, { status: 499 });
+              }
+              const r = rejection instanceof Rejection ? rejection : null;
+              if (r) return reject(ctx, r.status, r.message, r.code, undefined, { retryAfter: r.retryAfter });
+              throw rejection;
+            }
+            continue;
+          }
+          log.warn("upstream unreachable", {
+            id: ctx.id,
+            upstream: granted.upstream,
+            error: (error as Error)?.message,
+          });
+          return reject(
+            ctx,
+            502,
+            `The model server could not be reached: ${(error as Error)?.message}`,
+            "upstream_error",
+            "upstream_error",
+            { heldMs: granted.heldMs },
+          );
+        }
       }
-      log.warn("upstream unreachable", { id: ctx.id, upstream: granted.upstream, error: (error as Error)?.message });
-      return reject(
-        ctx,
-        502,
-        `The model server could not be reached: ${(error as Error)?.message}`,
-        "upstream_error",
-        "upstream_error",
-        { heldMs: granted.heldMs },
-      );
     } finally {
       req.signal.removeEventListener("abort", onClientAbort);
     }
+    const lastLease = granted;
     const status = upstream.status;
     return (isSmallBody(upstream) ? relaySmallResponse : relayResponse)(upstream, {
-      lease: granted,
+      lease: lastLease,
       requestId: ctx.id,
       anthropic: ctx.path === MESSAGES_PATH,
       onEnd: (end, bytesOut) =>
@@ -450,7 +506,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           ctx,
           end === "complete" ? status : end === "upstream_error" ? 502 : 499,
           bytesOut,
-          granted.heldMs,
+          lastLease.heldMs,
           end === "complete" ? undefined : end,
         ),
     });

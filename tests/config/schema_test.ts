@@ -86,3 +86,12 @@ Deno.test("the config table documents every key of the schema", () => {
     /\| `idleTimeout` \| duration \| `"5m"` \| `--idle-timeout` `VLLM_CHILL_IDLE_TIMEOUT`/,
   );
 });
+
+Deno.test("HF_TOKEN in vllm.env together with vllm.hfTokenSecret is refused (the plain value would win)", () => {
+  const result = ChillConfigSchema.safeParse({
+    vllm: { hfTokenSecret: { name: "hf" }, env: { HF_TOKEN: "hf_plain" } },
+  });
+  assert.equal(result.success, false);
+  assert.deepEqual(result.error!.issues.map((i) => i.path.join(".")), ["vllm.env.HF_TOKEN"]);
+  assert.ok(ChillConfigSchema.safeParse({ vllm: { env: { HF_TOKEN: "hf_plain" } } }).success);
+});

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { KubeConfig } from "@kubernetes/client-node";
 import { ForbiddenError, KubeError, UnavailableError } from "../../lib/kube/errors.ts";
+import { forceHttp1 } from "../../lib/kube/http1.ts";
 import { httpClientOptions, streamWatch, type WatchEvent, watchUrl } from "../../lib/kube/watch_stream.ts";
 
 // Test-only certificates (a throwaway CA and a server certificate for 127.0.0.1), valid until 2125.
@@ -243,7 +244,8 @@ Deno.test("streamWatch: insecure-skip-tls-verify on https falls back to client-n
     () => new Response(line("ADDED", "insecure", "1")),
   );
   try {
-    const kc = kubeConfigFor(`https://127.0.0.1:${server.addr.port}`, { skipTLSVerify: true });
+    // As in the product (createKubeContext): HTTP/1.1 only — undici's h2 aborts Deno (nghttp2) on a GOAWAY race.
+    const kc = forceHttp1(kubeConfigFor(`https://127.0.0.1:${server.addr.port}`, { skipTLSVerify: true }));
     assert.equal(httpClientOptions(kc), null, "Deno's fetch cannot skip verification");
     const events: WatchEvent[] = [];
     await streamWatch(kc, { path: PATH, query: {}, onEvent: (e) => events.push(e) }, AbortSignal.timeout(5000));

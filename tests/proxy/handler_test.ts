@@ -350,6 +350,48 @@ Deno.test("upstream unreachable → 502 upstream_error, lease released", async (
   }
 });
 
+Deno.test("a refused connection (engine gone before the scaler noticed) is held again, not a 502", async () => {
+  const p = await startProxy(SWITCH);
+  const live = p.gate.upstream;
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadPort = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  try {
+    p.gate.upstream = `http://127.0.0.1:${deadPort}`;
+    p.gate.warm.add("llama");
+    const pending = p.handler(post("/v1/chat/completions", { model: "llama" }));
+    // The first lease points at the dead engine; the engine is back (new upstream) when the request is re-held.
+    for (let i = 0; i < 200 && p.gate.released < 1; i++) await new Promise((r) => setTimeout(r, 5));
+    p.gate.upstream = live;
+    const res = await pending;
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+    assert.equal(p.upstream.requests.length, 1);
+    assert.equal(p.gate.issued, 2);
+    for (let i = 0; i < 100 && p.gate.released < 2; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(p.gate.released, 2);
+    assert.equal(p.metrics.rejectedRequestsTotal.get({ reason: "upstream_error" }), 0);
+  } finally {
+    await p.close();
+  }
+});
+
+Deno.test("a connection refused on every attempt ends in 502 upstream_error, every lease released", async () => {
+  const p = await startProxy(SWITCH);
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadPort = (closed.addr as Deno.NetAddr).port;
+  closed.close();
+  try {
+    p.gate.upstream = `http://127.0.0.1:${deadPort}`;
+    p.gate.warm.add("llama");
+    await assertError(await p.handler(post("/v1/chat/completions", { model: "llama" })), 502, "upstream_error");
+    assert.equal(p.gate.issued, 3);
+    assert.equal(p.gate.released, 3);
+  } finally {
+    await p.close();
+  }
+});
+
 Deno.test("upstream error status is relayed as is", async () => {
   const p = await startProxy(SWITCH);
   try {
