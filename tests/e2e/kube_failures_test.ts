@@ -196,15 +196,14 @@ Deno.test("kube e2e failure: the vLLM pod deleted while Ready (eviction) → the
     env.fake.store.deleteObject("pods", pod.metadata.name);
     await waitUntil(() => env.engines[0].stoppedAt !== undefined, 3000, "the evicted pod's vLLM stopped");
     const statuses: number[] = [];
-    for (let i = 0; i < 50; i++) {
+    for (let i = 0; i < 5; i++) {
       const r = await chat(env.url, "model-a");
       statuses.push(r.status);
       if (r.status === 200) break;
     }
-    // Requests racing the watch event may meet a closed engine (502): see the report; they must not hang.
+    // A request racing the watch event meets a closed engine (connection refused): never sent, so held again.
     console.log(`kube e2e eviction: statuses until served again: ${statuses.join(",")}`);
-    assert.equal(statuses.at(-1), 200, statuses.join(","));
-    assert.ok(statuses.every((s) => s === 200 || s === 502), statuses.join(","));
+    assert.deepEqual(statuses, [200], "no request dropped by the eviction");
     // The Deployment's replacement pod may start before the proxy's stop/start cycle removes it (see the report).
     assert.ok(env.engines.length >= 2, "a new engine");
     assert.equal(env.engines.at(-1)?.model, "model-a");

@@ -168,7 +168,10 @@ export interface KubeE2e {
   overlaps: string[];
   /** Changes of replicas / ConfigMap model / pods, in order. */
   timeline: Sample[];
-  /** Kills the running vLLM process (its port closes) while its pod still looks Ready to the API. */
+  /**
+   * Closes the running vLLM's port while its pod keeps passing its readiness probe (the proxy can't reach
+   * the engine the API calls Ready: a partition, a dead port-forward).
+   */
   killEngine(): Promise<void>;
   /** Starts a proxy (after `startProxy: false` or `stopProxy`). */
   startProxy(overrides?: Partial<ChillConfigInput>): Promise<RunningServer>;
@@ -489,7 +492,9 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
     engines.push(engine);
   };
 
+  const stillReady = new Set<string>();
   const readiness = async (pod: any) => {
+    if (stillReady.has(pod.metadata.uid)) return true;
     const entry = live.get(pod.metadata.uid);
     if (!entry) return false;
     const res = await entry.handler.fetch(new Request("http://pod/health"));
@@ -568,7 +573,10 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
     overlaps,
     timeline,
     async killEngine() {
-      for (const uid of [...live.keys()]) await stopEngine(uid);
+      for (const uid of [...live.keys()]) {
+        stillReady.add(uid);
+        await stopEngine(uid);
+      }
     },
     async startProxy(overrides) {
       if (proxy) throw new Error("a proxy is already running");
