@@ -23,7 +23,8 @@ Deno.test("security: keys, admin token and HF token never leak into logs, status
     config: {
       apiKeys: [KEY_A, { key: KEY_B, models: ["model-a"], name: "team-b" }],
       adminToken: ADMIN,
-      vllm: { hfTokenSecret: { name: "hf-token" }, env: { HF_TOKEN: HF } },
+      // HF_TOKEN itself comes from the Secret (setting it in vllm.env too is refused); an alias carries the value.
+      vllm: { hfTokenSecret: { name: "hf-token" }, env: { HUGGING_FACE_HUB_TOKEN: HF } },
       models: {
         "model-a": { modelName: "org/model-a", env: { HF_TOKEN: HF } },
         "model-b": { modelName: "org/model-b" },
