@@ -74,21 +74,54 @@ export interface UpstreamHeaderOptions {
  * ```
  */
 export function upstreamHeaders(incoming: Headers, options: UpstreamHeaderOptions): Headers {
-  const out = new Headers();
+  return new Headers(upstreamHeaderList(incoming, options));
+}
+
+/**
+ * The same headers as {@link upstreamHeaders}, as a list of `[name, value]`
+ * pairs: what the proxy gives `fetch`, which copies a list several times
+ * cheaper than a `Headers` object.
+ *
+ * @example
+ * ```ts
+ * import { upstreamHeaderList } from "./forward.ts";
+ * const req = new Request("http://proxy/v1/completions", { headers: { connection: "close", "x-a": "1" } });
+ * upstreamHeaderList(req.headers, { requestId: "r1", proto: "http", stripAuth: false });
+ * // [["x-a", "1"], ["x-request-id", "r1"], ["accept-encoding", "identity"], ["x-forwarded-proto", "http"]]
+ * ```
+ */
+export function upstreamHeaderList(incoming: Headers, options: UpstreamHeaderOptions): [string, string][] {
+  const out: [string, string][] = [];
   const named = incoming.get("connection");
   const extra = named ? new Set(named.toLowerCase().split(",").map((s) => s.trim())) : null;
+  const clientIp = options.clientIp;
+  let prior: string | null = null;
+  let hasProto = false;
   for (const [name, value] of incoming) {
     if (HOP_BY_HOP.has(name) || extra?.has(name)) continue;
     if (options.stripAuth && (name === "authorization" || name === "x-api-key")) continue;
-    out.append(name, value);
+    if (name === "x-request-id") continue;
+    if (name === "x-forwarded-for") {
+      if (clientIp) {
+        prior = value;
+        continue;
+      }
+    } else if (name === "x-forwarded-proto") hasProto = true;
+    out.push([name, value]);
   }
-  out.set("x-request-id", options.requestId);
-  out.set("accept-encoding", "identity");
-  if (options.clientIp) {
-    const prior = incoming.get("x-forwarded-for");
-    out.set("x-forwarded-for", prior ? `${prior}, ${options.clientIp}` : options.clientIp);
+  out.push(["x-request-id", options.requestId], ["accept-encoding", "identity"]);
+  if (clientIp) out.push(["x-forwarded-for", prior ? `${prior}, ${clientIp}` : clientIp]);
+  if (!hasProto) out.push(["x-forwarded-proto", options.proto]);
+  return out;
+}
+
+/** The engine's response headers for the client: hop-by-hop ones dropped, `x-request-id` set. */
+function responseHeaderList(upstream: Headers, requestId: string): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [name, value] of upstream) {
+    if (!RESPONSE_HOP_BY_HOP.has(name) && name !== "x-request-id") out.push([name, value]);
   }
-  if (!out.has("x-forwarded-proto")) out.set("x-forwarded-proto", options.proto);
+  out.push(["x-request-id", requestId]);
   return out;
 }
 
@@ -144,11 +177,7 @@ export interface RelayOptions {
  * ```
  */
 export function relayResponse(upstream: Response, options: RelayOptions): Response {
-  const headers = new Headers();
-  for (const [name, value] of upstream.headers) {
-    if (!RESPONSE_HOP_BY_HOP.has(name)) headers.append(name, value);
-  }
-  headers.set("x-request-id", options.requestId);
+  const headers = responseHeaderList(upstream.headers, options.requestId);
   const init = { status: upstream.status, statusText: upstream.statusText, headers };
   if (!upstream.body) {
     options.lease.release();
@@ -207,11 +236,7 @@ export function isSmallBody(upstream: Response): boolean {
  * ```
  */
 export async function relaySmallResponse(upstream: Response, options: RelayOptions): Promise<Response> {
-  const headers = new Headers();
-  for (const [name, value] of upstream.headers) {
-    if (!RESPONSE_HOP_BY_HOP.has(name)) headers.append(name, value);
-  }
-  headers.set("x-request-id", options.requestId);
+  const headers = responseHeaderList(upstream.headers, options.requestId);
   const init = { status: upstream.status, statusText: upstream.statusText, headers };
   let bytes: ArrayBuffer;
   try {
@@ -219,7 +244,7 @@ export async function relaySmallResponse(upstream: Response, options: RelayOptio
   } catch (error) {
     options.lease.release();
     options.onEnd("upstream_error", 0);
-    headers.delete("content-length");
+    init.headers = headers.filter(([name]) => name !== "content-length");
     return new Response(new ReadableStream({ start: (controller) => controller.error(error) }), init);
   }
   options.lease.release();

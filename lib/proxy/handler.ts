@@ -26,7 +26,7 @@ import type { ModelRegistry } from "../models/registry.ts";
 import { type Gate, type Lease, Rejection } from "../scaler/types.ts";
 import { type ApiKeyIdentity, bearerToken, createAdminCheck, createKeyChecker } from "./auth.ts";
 import { errorResponse } from "./errors.ts";
-import { isSmallBody, relayResponse, relaySmallResponse, upstreamHeaders } from "./forward.ts";
+import { isSmallBody, relayResponse, relaySmallResponse, upstreamHeaderList } from "./forward.ts";
 import { heartbeatResponse } from "./heartbeat.ts";
 import {
   encodeText,
@@ -373,7 +373,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
   ): Promise<Response> {
     ctx.model = label;
     const target = url.pathname + url.search;
-    const headers = upstreamHeaders(req.headers, {
+    const headers = upstreamHeaderList(req.headers, {
       requestId: ctx.id,
       clientIp: (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname,
       proto: url.protocol === "https:" ? "https" : "http",
