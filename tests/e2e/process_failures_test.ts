@@ -59,6 +59,7 @@ Deno.test("process e2e: an engine that exits at start → 503 with its reason, i
     const error = await errorOf(res);
     assert.match(error.message, /exited with code 3/);
     assert.match(error.message, /CUDA out of memory/);
+    await waitUntil(() => proxy.server.scaler.status().state === "idle", 5000, "back to idle");
     const status = await (await fetch(`${proxy.url}/admin/status`)).json();
     assert.equal(status.state, "idle");
     assert.match(status.lastError.reason, /CUDA out of memory/);
@@ -80,7 +81,7 @@ Deno.test("process e2e: a command that does not exist → 503 with a clear messa
     assert.ok(res.headers.get("retry-after"));
     const error = await errorOf(res);
     assert.match(error.message, /command not found: \/nonexistent\/.*\/vllm/);
-    assert.equal(proxy.server.scaler.status().state, "idle");
+    await waitUntil(() => proxy.server.scaler.status().state === "idle", 5000, "back to idle");
     // The admin preload says the same.
     const load = await fetch(`${proxy.url}/admin/models/a/load?wait=true`, { method: "POST" });
     assert.equal(load.status, 503);
