@@ -26,7 +26,9 @@ const failedCalls = (calls: { status: number; verb?: string; resource?: string; 
   calls.filter((c) => c.status >= 500);
 
 Deno.test("kube faults: 500s on the scale patch, the ConfigMap write and the pod watch are retried; the request is served", async () => {
-  await withKubeProxy({}, async ({ cluster, proxy }) => {
+  // A pod that takes 600 ms to turn Ready: the wait's first list sees it not Ready, so it must watch.
+  const timing = { scheduleMs: 5, startMs: 15, readyMs: 600, terminateMs: 20 };
+  await withKubeProxy({ fake: { timing } }, async ({ cluster, proxy }) => {
     const { fake } = cluster;
     fake.faults.failNext({ verb: "patch", subresource: "scale" }, 500, 3);
     fake.faults.failNext({ verb: "update", resource: "configmaps" }, 500, 2);
