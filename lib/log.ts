@@ -42,64 +42,13 @@ export interface LoggerOptions {
 
 const encoder = new TextEncoder();
 
-/** Lines for stdout not written yet; written together at the end of the current task (or on exit). */
-let pending = "";
-let flushQueued = false;
-/** Written at once past this many characters, whatever the task is doing. */
-const PENDING_LIMIT = 64 * 1024;
-
-function writeAll(stream: { writeSync(p: Uint8Array): number }, text: string): void {
-  let bytes = encoder.encode(text);
+function defaultWrite(line: string, level: LogLevel): void {
+  const bytes = encoder.encode(line + "\n");
   try {
-    while (bytes.byteLength > 0) {
-      const n = stream.writeSync(bytes);
-      if (n <= 0) break;
-      bytes = bytes.subarray(n);
-    }
+    if (LEVELS[level] >= LEVELS.warn) Deno.stderr.writeSync(bytes);
+    else Deno.stdout.writeSync(bytes);
   } catch {
     // A closed stdout must never take the proxy down.
-  }
-}
-
-/**
- * Writes the stdout lines buffered by the default writer. They are written on
- * their own once the current task's microtasks have run, and when the process
- * exits normally (the `unload` event, also fired by `Deno.exit`); call this
- * before writing to stdout by other means.
- *
- * @example
- * ```ts
- * import { flushLog } from "./log.ts";
- * flushLog();
- * ```
- */
-export function flushLog(): void {
-  flushQueued = false;
-  if (pending === "") return;
-  const text = pending;
-  pending = "";
-  writeAll(Deno.stdout, text);
-}
-
-try {
-  globalThis.addEventListener("unload", flushLog);
-} catch {
-  // No event target (not Deno): lines are still flushed on the microtask.
-}
-
-function defaultWrite(line: string, level: LogLevel): void {
-  if (LEVELS[level] >= LEVELS.warn) {
-    // Keep the order of lines between the two streams.
-    flushLog();
-    writeAll(Deno.stderr, line + "\n");
-    return;
-  }
-  // Many requests end in one task of the event loop: one write for all their lines.
-  pending += line + "\n";
-  if (pending.length > PENDING_LIMIT) flushLog();
-  else if (!flushQueued) {
-    flushQueued = true;
-    queueMicrotask(flushLog);
   }
 }
 
@@ -121,16 +70,10 @@ export function createLogger(options: LoggerOptions = {}, base: LogFields = {}):
   const min = LEVELS[options.level ?? (envLevel && envLevel in LEVELS ? envLevel : "info")];
   const write = options.write ?? defaultWrite;
   const secrets = (options.secrets ?? []).filter((s) => s.length >= 4);
-  // JSON lines whose fields are primitives and name no key of their own are built from `base` serialized once.
-  const baseJson = format === "json" && allPrimitive(base) ? JSON.stringify(base).slice(1, -1) : null;
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     if (LEVELS[level] < min) return;
-    const time = new Date().toISOString();
-    let line = baseJson !== null ? fastJson(time, level, msg, baseJson, base, fields) : null;
-    if (line === null) {
-      const record = { time, level, msg, ...base, ...fields };
-      line = format === "json" ? safeJson(record) : formatText(record);
-    }
+    const record = { time: new Date().toISOString(), level, msg, ...base, ...fields };
+    let line = format === "json" ? safeJson(record) : formatText(record);
     for (const secret of secrets) {
       if (line.includes(secret)) line = line.replaceAll(secret, "[redacted]");
     }
@@ -169,29 +112,6 @@ function safeJson(record: LogFields): string {
   } catch {
     return JSON.stringify({ time: record.time, level: record.level, msg: record.msg, note: "unserializable fields" });
   }
-}
-
-/** The JSON line `{time, level, msg, ...base, ...fields}`, or null when `fields` needs the general path. */
-function fastJson(
-  time: string,
-  level: LogLevel,
-  msg: string,
-  baseJson: string,
-  base: LogFields,
-  fields: LogFields,
-): string | null {
-  let empty = true;
-  for (const key in fields) {
-    const v = fields[key];
-    if (v !== null && typeof v === "object" || typeof v === "bigint" || typeof v === "function") return null;
-    if (key === "time" || key === "level" || key === "msg" || key in base) return null;
-    if (v !== undefined) empty = false;
-  }
-  let line = `{"time":"${time}","level":"${level}","msg":${JSON.stringify(msg)}`;
-  if (baseJson !== "") line += "," + baseJson;
-  if (!empty) line += "," + JSON.stringify(fields).slice(1);
-  else line += "}";
-  return line;
 }
 
 function allPrimitive(record: LogFields): boolean {

@@ -20,9 +20,47 @@ function labelKey(names: readonly string[], labels: Labels): string {
   return names.map((n) => `${n}="${escapeLabel(labels[n] ?? "")}"`).join(",");
 }
 
+/** Cached label keys per metric at most (as many as series; the cache stops growing past it). */
+const KEY_CACHE_LIMIT = 1000;
+
 abstract class Metric {
+  /** Label key by the first label's value, then the second's (metrics with one or two labels, the hot path). */
+  #keys = new Map<string, string | Map<string, string>>();
+  #cached = 0;
   constructor(readonly name: string, readonly help: string, readonly labelNames: readonly string[]) {}
   abstract render(): string;
+  /** `labelKey(this.labelNames, labels)`, cached for metrics with one or two labels. */
+  protected key(labels: Labels): string {
+    const names = this.labelNames;
+    if (names.length === 1) {
+      const v = labels[names[0]] ?? "";
+      let key = this.#keys.get(v) as string | undefined;
+      if (key === undefined) {
+        key = labelKey(names, labels);
+        if (this.#cached < KEY_CACHE_LIMIT) {
+          this.#keys.set(v, key);
+          this.#cached++;
+        }
+      }
+      return key;
+    }
+    if (names.length === 2) {
+      const v1 = labels[names[0]] ?? "";
+      const v2 = labels[names[1]] ?? "";
+      let inner = this.#keys.get(v1) as Map<string, string> | undefined;
+      let key = inner?.get(v2);
+      if (key === undefined) {
+        key = labelKey(names, labels);
+        if (this.#cached < KEY_CACHE_LIMIT) {
+          if (!inner) this.#keys.set(v1, inner = new Map());
+          inner.set(v2, key);
+          this.#cached++;
+        }
+      }
+      return key;
+    }
+    return labelKey(names, labels);
+  }
   protected header(type: string): string {
     return `# HELP ${this.name} ${this.help}\n# TYPE ${this.name} ${type}\n`;
   }
@@ -33,12 +71,12 @@ export class Counter extends Metric {
   #values = new Map<string, number>();
   /** Adds `by` (default 1) to the series with `labels`. */
   inc(labels: Labels = {}, by = 1): void {
-    const key = labelKey(this.labelNames, labels);
+    const key = this.key(labels);
     this.#values.set(key, (this.#values.get(key) ?? 0) + by);
   }
   /** Current value of one series (tests). */
   get(labels: Labels = {}): number {
-    return this.#values.get(labelKey(this.labelNames, labels)) ?? 0;
+    return this.#values.get(this.key(labels)) ?? 0;
   }
   /** Prometheus text of this metric. */
   render(): string {
@@ -53,16 +91,16 @@ export class Gauge extends Metric {
   #values = new Map<string, number>();
   /** Sets the series with `labels` to `value`. */
   set(labels: Labels, value: number): void {
-    this.#values.set(labelKey(this.labelNames, labels), value);
+    this.#values.set(this.key(labels), value);
   }
   /** Adds `by` (may be negative) to the series with `labels`. */
   inc(labels: Labels = {}, by = 1): void {
-    const key = labelKey(this.labelNames, labels);
+    const key = this.key(labels);
     this.#values.set(key, (this.#values.get(key) ?? 0) + by);
   }
   /** Current value of one series (tests). */
   get(labels: Labels = {}): number {
-    return this.#values.get(labelKey(this.labelNames, labels)) ?? 0;
+    return this.#values.get(this.key(labels)) ?? 0;
   }
   /** Prometheus text of this metric. */
   render(): string {
@@ -80,7 +118,7 @@ export class Histogram extends Metric {
   }
   /** Records one observation. */
   observe(labels: Labels, value: number): void {
-    const key = labelKey(this.labelNames, labels);
+    const key = this.key(labels);
     let series = this.#series.get(key);
     if (!series) this.#series.set(key, series = { counts: this.buckets.map(() => 0), sum: 0, count: 0 });
     for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]) series.counts[i]++;
@@ -89,7 +127,7 @@ export class Histogram extends Metric {
   }
   /** Number of observations of one series (tests). */
   count(labels: Labels = {}): number {
-    return this.#series.get(labelKey(this.labelNames, labels))?.count ?? 0;
+    return this.#series.get(this.key(labels))?.count ?? 0;
   }
   /** Prometheus text of this metric. */
   render(): string {

@@ -177,6 +177,19 @@ class ScalerDriver implements Scaler {
     const s = this.#state;
     if (this.#running || !s.observed || s.lifecycle !== "ready" || s.active !== model || s.shuttingDown) return null;
     const id = `w${++this.#seq}`;
+    if (s.held.length === 0 && s.timerAt === null) {
+      // Warm fast path: with nothing held and no timer armed, `decide` would only add the request to the in-flight
+      // set and grant it (no other effect, no timer): do exactly that, without copying the state.
+      addInflight(s, id, model);
+      try {
+        const lease = this.#lease(id, model, 0);
+        this.#updateGauges();
+        return lease;
+      } catch {
+        this.#dispatch({ type: "release", id });
+        return null;
+      }
+    }
     this.#warmId = id;
     this.#warmGranted = false;
     this.#dispatch({ type: "request", id, model });
@@ -395,9 +408,29 @@ class ScalerDriver implements Scaler {
       release: () => {
         if (released) return;
         released = true;
-        this.#dispatch({ type: "release", id });
+        this.#release(id);
       },
     };
+  }
+
+  /**
+   * A lease's release. Fast path when, besides this one, requests are still in flight with nothing held and no
+   * timer armed: `decide` would only remove it from the in-flight set and, for the active model, note the
+   * activity (no other effect, no timer), so that is done without copying the state.
+   */
+  #release(id: string): void {
+    const s = this.#state;
+    const model = s.inflight.get(id);
+    if (
+      this.#running || model === undefined || s.inflight.size < 2 || !s.observed || s.lifecycle !== "ready" ||
+      s.shuttingDown || s.held.length !== 0 || s.timerAt !== null
+    ) {
+      this.#dispatch({ type: "release", id });
+      return;
+    }
+    removeInflight(s, id, model);
+    if (model === s.active) s.lastActivity = this.#clock.now();
+    this.#updateGauges();
   }
 
   #admin(signal: AbortSignal, event: (id: string) => SchedulerEvent, cancellable: boolean): Promise<void> {
@@ -569,6 +602,21 @@ function syncGauge(
       last.set(model, n);
     }
   }
+}
+
+/** The state's in-flight collections are the driver's own (each decision returns new ones): updated in place. */
+function addInflight(s: SchedulerState, id: string, model: string): void {
+  (s.inflight as Map<string, string>).set(id, model);
+  const byModel = s.inflightByModel as Record<string, number>;
+  byModel[model] = (byModel[model] ?? 0) + 1;
+}
+
+function removeInflight(s: SchedulerState, id: string, model: string): void {
+  (s.inflight as Map<string, string>).delete(id);
+  const byModel = s.inflightByModel as Record<string, number>;
+  const left = (byModel[model] ?? 1) - 1;
+  if (left > 0) byModel[model] = left;
+  else delete byModel[model];
 }
 
 function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {
