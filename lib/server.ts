@@ -13,6 +13,7 @@ import { ModelRegistry } from "./models/registry.ts";
 import type { Backend } from "./backend/types.ts";
 import { createProcessBackend } from "./backend/process.ts";
 import type { KubeClient } from "./kube/mod.ts";
+import { delay } from "./delay.ts";
 import { type Clock, createScaler, type Scaler } from "./scaler/mod.ts";
 import { createHandler } from "./proxy/mod.ts";
 
@@ -203,8 +204,8 @@ function startKubernetesSide(
   const watch = kube.watchModels(registry, signal);
   (async () => {
     // Wait (bounded) for the first VLLMModel list so "the first model" includes them.
-    await Promise.race([watch.synced, abortableDelay(5_000, signal)]);
-    let delay = 500;
+    await Promise.race([watch.synced, delay(5_000, signal)]);
+    let retryInMs = 500;
     while (!signal.aborted) {
       try {
         const deadline = Date.now() + 30_000;
@@ -217,23 +218,10 @@ function startKubernetesSide(
         return;
       } catch (error) {
         if (signal.aborted) return;
-        log.warn("could not ensure vLLM resources yet; retrying", { error, retryInMs: delay });
-        await abortableDelay(delay, signal);
-        delay = Math.min(delay * 2, 30_000);
+        log.warn("could not ensure vLLM resources yet; retrying", { error, retryInMs });
+        await delay(retryInMs, signal);
+        retryInMs = Math.min(retryInMs * 2, 30_000);
       }
     }
   })();
-}
-
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const id = setTimeout(done, ms);
-    function done() {
-      clearTimeout(id);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

@@ -13,6 +13,7 @@ import { ForbiddenError, InvalidError, NotFoundError, toKubeError } from "./erro
 import { runListWatch } from "./list_watch.ts";
 import { listPods, podSelector, type PodState, podState } from "./pods.ts";
 import { backoffDelay } from "./retry.ts";
+import { delay } from "../delay.ts";
 
 /** Options of the waits. */
 export interface PodWaitOptions {
@@ -218,16 +219,4 @@ function waitOnPods<T>(
 function isFatal(error: unknown): boolean {
   const e = toKubeError(error);
   return e instanceof ForbiddenError || e instanceof InvalidError || e instanceof NotFoundError;
-}
-
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

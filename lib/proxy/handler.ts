@@ -24,6 +24,7 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { ModelRegistry } from "../models/registry.ts";
 import { type Gate, type Lease, Rejection } from "../scaler/types.ts";
+import { delay } from "../delay.ts";
 import { type ApiKeyIdentity, bearerToken, createAdminCheck, createKeyChecker } from "./auth.ts";
 import { errorResponse } from "./errors.ts";
 import { isSmallBody, relayResponse, relaySmallResponse, upstreamHeaderList } from "./forward.ts";
@@ -113,19 +114,6 @@ const CONNECT_RETRY_MS = 200;
 function neverReachedEngine(error: unknown): boolean {
   const text = `${(error as Error)?.message ?? ""} ${((error as Error)?.cause as Error | undefined)?.message ?? ""}`;
   return /client error \(Connect\)|Connection refused/i.test(text);
-}
-
-function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
 
 /**
@@ -463,7 +451,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
               upstream: granted.upstream,
               attempt,
             });
-            await abortableDelay(CONNECT_RETRY_MS * attempt, req.signal);
+            await delay(CONNECT_RETRY_MS * attempt, req.signal);
             try {
               granted = gate.tryAcquire(key) ?? await gate.acquire(key, { signal: req.signal });
             } catch (rejection) {

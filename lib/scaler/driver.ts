@@ -7,7 +7,6 @@
  *
  * @module
  */
-import type { ChillConfig } from "../config/schema.ts";
 import type { Backend, Observed } from "../backend/types.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
@@ -18,6 +17,7 @@ import {
   initialState,
   type ObservedEngine,
   type Policy,
+  type PolicyConfig,
   policyFromConfig,
   type SchedulerEffect,
   type SchedulerEvent,
@@ -49,16 +49,7 @@ export interface TransitionInfo {
 export interface ScalerOptions {
   backend: Backend;
   registry: ModelRegistry;
-  config: Pick<
-    ChillConfig,
-    | "idleTimeout"
-    | "holdTimeout"
-    | "startTimeout"
-    | "drainTimeout"
-    | "minLoadedTime"
-    | "maxHeldRequests"
-    | "switchStrategy"
-  >;
+  config: PolicyConfig;
   /** Defaults to the real clock. */
   clock?: Clock;
   log: Logger;

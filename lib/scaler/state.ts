@@ -54,6 +54,18 @@ export interface Policy {
  */
 export const DEFAULT_STOP_TIMEOUT = 5 * 60_000;
 
+/** The config keys the scheduling policy reads. */
+export type PolicyConfig = Pick<
+  ChillConfig,
+  | "idleTimeout"
+  | "holdTimeout"
+  | "startTimeout"
+  | "drainTimeout"
+  | "minLoadedTime"
+  | "maxHeldRequests"
+  | "switchStrategy"
+>;
+
 /**
  * Builds the policy from a validated config and the known models (config
  * models and VLLMModel objects).
@@ -69,16 +81,7 @@ export const DEFAULT_STOP_TIMEOUT = 5 * 60_000;
  * ```
  */
 export function policyFromConfig(
-  config: Pick<
-    ChillConfig,
-    | "idleTimeout"
-    | "holdTimeout"
-    | "startTimeout"
-    | "drainTimeout"
-    | "minLoadedTime"
-    | "maxHeldRequests"
-    | "switchStrategy"
-  >,
+  config: PolicyConfig,
   models: Readonly<Record<string, Pick<ModelSpec, "idleTimeout" | "holdTimeout" | "startTimeout">>> = {},
 ): Policy {
   const overrides: Record<string, ModelTimeouts> = {};
