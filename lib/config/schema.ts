@@ -53,6 +53,14 @@ export const DTYPES = ["auto", "half", "float16", "bfloat16", "float", "float32"
 
 const positiveInt = () => z.int().positive();
 
+/** vLLM sleep levels: 1 keeps the weights in CPU RAM (wake in seconds), 2 drops them (reloaded from disk on wake). */
+const SleepLevel = z.literal([1, 2]);
+
+/** A CUDA device id as CUDA_VISIBLE_DEVICES takes it: an index ("0") or a UUID ("GPU-…", "MIG-…"). */
+const DeviceId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_:./-]*$/, {
+  message: 'expected a CUDA device id such as "0" or "GPU-8f6a…" (no commas or spaces)',
+});
+
 /** ConfigMap keys vllm-chill writes itself; a model's `env` must not use them. */
 export const RESERVED_ENV_KEYS = ["ENGINE_CONFIG_YAML", "MODEL_NAME", "SERVED_MODEL_NAME", "VLLM_CHILL_MODEL"] as const;
 
@@ -147,12 +155,21 @@ export const ModelSpecSchema = z
     holdTimeout: Duration.optional().describe("Overrides the global holdTimeout for this model."),
     startTimeout: Duration.optional().describe("Overrides the global startTimeout for this model."),
     image: z.string().min(1).optional().describe("Overrides vllm.image for this model."),
-    gpus: z.int().min(0).optional().describe("Overrides vllm.gpus for this model."),
+    gpus: z.int().min(0).optional().describe(
+      "GPUs of this model's engine; else tensorParallelSize, else vllm.gpus (its footprint in the pool).",
+    ),
+    sleepAfter: Duration.optional().describe(
+      "Idle this long → vLLM sleep mode (GPU memory freed, process kept); unset: this model never sleeps.",
+    ),
+    sleepLevel: SleepLevel.optional().describe("Overrides the global sleepLevel for this model."),
     command: z
       .array(z.string())
       .min(1)
       .optional()
-      .describe("Process backend: the engine command; placeholders {port}, {model}, {served}."),
+      .describe(
+        "Process backend: the engine command; placeholders {port}, {model}, {served}, and {args} (a whole element: " +
+          "the vLLM engine arguments).",
+      ),
   })
   .describe("One model vLLM can serve.");
 
@@ -240,6 +257,12 @@ export const TargetSchema = z.strictObject({
 /** Process backend settings. */
 export const ProcessSchema = z.strictObject({
   host: z.string().default("127.0.0.1").describe("Address engines listen on."),
+  gpus: z
+    .array(DeviceId)
+    .min(1)
+    .refine((ids) => new Set(ids).size === ids.length, { message: "device ids must be unique" })
+    .default(["0"])
+    .describe("CUDA device ids the engines may use; each engine gets CUDA_VISIBLE_DEVICES of its placement."),
   stopGracePeriod: Duration.prefault("10s").describe("SIGTERM → SIGKILL delay."),
   stateDir: z
     .string()
@@ -275,6 +298,25 @@ export const ChillConfigSchema = z
       'SSE comment heartbeats to held streaming requests; "0s" turns them off.',
     ),
     maxHeldRequests: z.int().min(0).default(1000).describe("Held requests beyond this get 429."),
+    sleepAfter: Duration.optional().describe(
+      "Default of every model's sleepAfter: idle this long → vLLM sleep mode; unset: models never sleep.",
+    ),
+    sleepLevel: SleepLevel.default(1).describe(
+      "vLLM sleep level: 1 keeps weights in CPU RAM (wake in seconds), 2 drops them (reload from disk on wake).",
+    ),
+    maxSleeping: z.int().min(0).default(2).describe(
+      "Most engines asleep at once (each level-1 sleeper holds its weights in host RAM); the LRU one is stopped first.",
+    ),
+    layout: z
+      .enum(["shared", "per-model"])
+      .default("shared")
+      .describe(
+        "Kubernetes: shared (one Deployment, the ConfigMap names the active model) or per-model (a Deployment, " +
+          "ConfigMap and Service per model).",
+      ),
+    maxGpus: z.int().min(1).default(1).describe(
+      "per-model layout: most GPUs vllm-chill holds at once (a pod holds its GPUs while it exists, asleep or not).",
+    ),
     maxBodyBytes: ByteSize.prefault("32Mi").describe("Larger request bodies get 413."),
     apiKeys: z.array(ApiKeySchema).default([]).describe("Bearer keys for forwarded routes; none = open."),
     adminToken: z.string().min(8).optional().describe("Bearer token for /admin/* (open when unset)."),
@@ -294,6 +336,27 @@ export const ChillConfigSchema = z
       .describe("Models by key (the name clients use unless servedModelName is set)."),
   })
   .superRefine((config, ctx) => {
+    for (const [key, model] of Object.entries(config.models)) {
+      const gpus = gpuCountOf(model, config.vllm.gpus);
+      if (config.backend === "process" && gpus > config.process.gpus.length) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["models", key, model.gpus !== undefined ? "gpus" : "tensorParallelSize"],
+          message: `needs ${gpus} GPUs but process.gpus lists ${config.process.gpus.length}`,
+        });
+      }
+      if (config.backend === "kubernetes" && config.layout === "per-model") {
+        const problem = perModelNameProblem(key, config.target);
+        if (problem) ctx.addIssue({ code: "custom", path: ["models", key], message: problem });
+        else if (gpus > config.maxGpus) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["models", key, model.gpus !== undefined ? "gpus" : "tensorParallelSize"],
+            message: `needs ${gpus} GPUs but maxGpus is ${config.maxGpus}`,
+          });
+        }
+      }
+    }
     // Two models answering to the same name would make routing ambiguous.
     const seen = new Map<string, string>();
     for (const [key, model] of Object.entries(config.models)) {
@@ -308,6 +371,54 @@ export const ChillConfigSchema = z
       } else seen.set(served, key);
     }
   });
+
+/**
+ * A model's GPU count in the pool: its `gpus`, else its `tensorParallelSize`, else `vllm.gpus`.
+ *
+ * @example
+ * ```ts
+ * import { gpuCountOf } from "./schema.ts";
+ * gpuCountOf({ tensorParallelSize: 2 }, 1); // 2
+ * gpuCountOf({ gpus: 0, tensorParallelSize: 2 }, 1); // 0
+ * gpuCountOf({}, 1); // 1
+ * ```
+ */
+export function gpuCountOf(model: { gpus?: number; tensorParallelSize?: number }, defaultGpus: number): number {
+  return model.gpus ?? model.tensorParallelSize ?? defaultGpus;
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * Why `key` cannot name a model's objects in the per-model layout (`<target.deployment>-<key>`,
+ * `<target.configMap>-<key>`, `<target.service>-<key>`, and the label `vllm.efortin.github.io/model: <key>`),
+ * or null when it can.
+ *
+ * @example
+ * ```ts
+ * import { perModelNameProblem } from "./schema.ts";
+ * perModelNameProblem("qwen3-8b", { deployment: "vllm", configMap: "vllm-config", service: "vllm-svc" }); // null
+ * perModelNameProblem("Qwen", { deployment: "vllm", configMap: "vllm-config", service: "vllm-svc" })?.length! > 0; // true
+ * ```
+ */
+export function perModelNameProblem(
+  key: string,
+  target: { deployment: string; configMap: string; service: string },
+): string | null {
+  if (!DNS_LABEL.test(key)) {
+    return `with layout "per-model" a model key must be a DNS-1123 label (a-z, 0-9, '-', starting and ending ` +
+      `with a letter or digit), got ${JSON.stringify(key)}`;
+  }
+  for (const base of [target.deployment, target.configMap, target.service]) {
+    const name = `${base}-${key}`;
+    // Service names are DNS-1035 labels (≤ 63); the Deployment's name is also a pod label value (≤ 63).
+    if (name.length > 63) {
+      return `with layout "per-model" the object name "${name}" would be longer than 63 characters; ` +
+        `use a model key of at most ${63 - base.length - 1} characters`;
+    }
+  }
+  return null;
+}
 
 export type {
   ApiKey,

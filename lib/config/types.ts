@@ -69,9 +69,13 @@ export interface ModelSpecInput {
   startTimeout?: DurationString;
   /** Overrides vllm.image. */
   image?: string;
-  /** Overrides vllm.gpus. */
+  /** GPUs of this model's engine; else tensorParallelSize, else vllm.gpus. */
   gpus?: number;
-  /** Process backend: the engine command; placeholders {port}, {model}, {served}. */
+  /** Idle this long → vLLM sleep mode; unset: this model never sleeps. */
+  sleepAfter?: DurationString;
+  /** Overrides the global sleepLevel. */
+  sleepLevel?: 1 | 2;
+  /** Process backend: the engine command; placeholders {port}, {model}, {served}, {args}. */
   command?: string[];
 }
 
@@ -84,7 +88,9 @@ export interface ModelSpecInput {
  * const spec: ModelSpec = { modelName: "BAAI/bge-m3", idleTimeout: 300_000 };
  * ```
  */
-export interface ModelSpec extends Omit<ModelSpecInput, "idleTimeout" | "holdTimeout" | "startTimeout"> {
+export interface ModelSpec extends Omit<ModelSpecInput, "idleTimeout" | "holdTimeout" | "startTimeout" | "sleepAfter"> {
+  /** Idle this long (ms) → vLLM sleep mode. */
+  sleepAfter?: number;
   /** Overrides the global idleTimeout (ms). */
   idleTimeout?: number;
   /** Overrides the global holdTimeout (ms). */
@@ -288,6 +294,16 @@ export interface ChillConfigInput {
   heartbeatInterval?: DurationString;
   /** Held requests beyond this get 429. */
   maxHeldRequests?: number;
+  /** Default of every model's sleepAfter. */
+  sleepAfter?: DurationString;
+  /** vLLM sleep level, 1 or 2. */
+  sleepLevel?: 1 | 2;
+  /** Most engines asleep at once. */
+  maxSleeping?: number;
+  /** Kubernetes: one shared Deployment or one per model. */
+  layout?: "shared" | "per-model";
+  /** per-model layout: most GPUs held at once. */
+  maxGpus?: number;
   /** Larger bodies get 413 ("32Mi"). */
   maxBodyBytes?: string;
   /** Bearer keys for forwarded routes. */
@@ -305,7 +321,7 @@ export interface ChillConfigInput {
   /** vLLM pod settings. */
   vllm?: VllmPodInput;
   /** Process backend settings. */
-  process?: { host?: string; stopGracePeriod?: DurationString; stateDir?: string };
+  process?: { host?: string; gpus?: string[]; stopGracePeriod?: DurationString; stateDir?: string };
   /** Model for requests that name none. */
   defaultModel?: string;
   /** Models by key. */
@@ -346,6 +362,16 @@ export interface ChillConfig {
   heartbeatInterval: number;
   /** Held requests beyond this get 429. */
   maxHeldRequests: number;
+  /** ms; default of every model's sleepAfter. */
+  sleepAfter?: number;
+  /** vLLM sleep level, 1 or 2. */
+  sleepLevel: 1 | 2;
+  /** Most engines asleep at once. */
+  maxSleeping: number;
+  /** Kubernetes: one shared Deployment or one per model. */
+  layout: "shared" | "per-model";
+  /** per-model layout: most GPUs held at once. */
+  maxGpus: number;
   /** Bytes. */
   maxBodyBytes: number;
   /** Bearer keys for forwarded routes. */
@@ -363,7 +389,7 @@ export interface ChillConfig {
   /** vLLM pod settings. */
   vllm: VllmPod;
   /** Process backend settings (stopGracePeriod in ms; stateDir: where the running engine is recorded). */
-  process: { host: string; stopGracePeriod: number; stateDir?: string };
+  process: { host: string; gpus: string[]; stopGracePeriod: number; stateDir?: string };
   /** Model for requests that name none. */
   defaultModel?: string;
   /** Models by key. */
