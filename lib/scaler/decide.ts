@@ -1,40 +1,44 @@
 /**
- * The scaler's decisions: `decide(state, event, now) → { state, effects }`.
+ * The pool scheduler's decisions: `decide(state, event, now) → { state, effects }`.
  * Pure — no I/O, no clock, no timers. Event handlers record facts (a request
- * arrived, a start finished, …); then `converge` looks at the facts and does
- * whatever comes next (expire held requests, start, grant, drain, stop,
- * switch), and asks for one timer at the earliest deadline. Stale backend
- * results (an older `op`) and stale timers are ignored, so races resolve to
- * the same state whatever order they arrive in.
+ * arrived, a wake finished, …); then `converge` looks at the facts and does
+ * whatever comes next, engine by engine (expire held requests, fail late
+ * starts, grant, finish drains, idle timers, make room and start or wake the
+ * models that wait), and asks for one timer at the earliest deadline. Stale
+ * backend results (an op that is not the engine's current one) and stale
+ * timers are ignored, so races resolve to the same state whatever order they
+ * arrive in.
  *
- * Documented choices:
- * - A switch asked for during a cold start: when nothing waits for the model
- *   being started any more, the start is abandoned (stop) and the wanted
- *   model is started; otherwise the start finishes, its requests are served,
- *   and the switch follows the usual anti-thrash rule.
- * - Anti-thrash: inside `minLoadedTime` the active model gives way only once
- *   it has been quiet (nothing in flight or held) for `switchQuiet`
- *   (min(minLoadedTime, 2s)); after `minLoadedTime` it gives way as soon as
- *   another model waits. An admin load switches at once (still draining).
- * - A drain for a switch whose waiting requests all left is called off (ready
- *   again); a drain for an unload is not.
- * - A failed stop is retried once; a second failure makes the scaler read the
- *   world back (`observe`) and continue from what it finds; the requests
- *   waiting for the model that needed the GPU get 503.
- * - `engineFailed` (the engine died while serving) stops the engine to make
- *   sure nothing is left (replicas 0), then requests that wait start it again.
+ * The rules are DESIGN.md's "Scheduling rules"; choices of our own:
+ * - Models that wait are served oldest request first; room promised to an
+ *   older waiter is not taken by a younger one (placement's `claimed`).
+ * - A drain that made room for a model that no longer waits is called off.
+ * - A failed stop is retried once; a second failure makes the scheduler read
+ *   the world back (`observe`); the requests waiting for that room get 503.
+ * - `engineFailed` (an engine died while serving or asleep) stops it to make
+ *   sure nothing is left, then requests that wait start it again.
  * - `unload` drains then stops; requests still waiting afterwards start the
  *   engine again (nothing is dropped).
- * - `shutdown` rejects waiting requests with 503 and never stops the engine:
- *   the cluster state is the truth, and a restarted or sibling proxy reads it
- *   back and continues.
+ * - `shutdown` rejects waiting requests with 503 and never stops an engine:
+ *   the world is the truth, a restarted proxy reads it back and continues.
  *
  * @module
  */
 import { formatDuration } from "../config/units.ts";
-import type { ModelStatus } from "./types.ts";
-import type { HeldRequest, Policy, SchedulerEffect, SchedulerEvent, SchedulerState } from "./state.ts";
-import type { LifecycleState } from "./types.ts";
+import type { LifecycleState, ModelStatus } from "./types.ts";
+import { type Occupant, place } from "./placement.ts";
+import {
+  type EngineState,
+  type HeldRequest,
+  type ModelPolicy,
+  modelPolicy,
+  type ObservedEngine,
+  type PendingAdmin,
+  type Plan,
+  type SchedulerEffect,
+  type SchedulerEvent,
+  type SchedulerState,
+} from "./state.ts";
 
 /** The result of one decision. */
 export interface Decision {
@@ -43,39 +47,26 @@ export interface Decision {
 }
 
 /** After shutdown only callers are answered; backend results and timers change nothing (no stop, no start). */
-const AFTER_SHUTDOWN = new Set<SchedulerEvent["type"]>(["request", "release", "cancel", "load", "unload"]);
+const AFTER_SHUTDOWN = new Set<SchedulerEvent["type"]>(["request", "release", "cancel", "load", "sleep", "unload"]);
 
 /** The draft `decide` edits: the state with its collections copied and writable. */
-type Draft = Omit<SchedulerState, "inflight" | "inflightByModel"> & {
+type Draft = Omit<SchedulerState, "inflight" | "inflightByModel" | "engines" | "plans"> & {
   inflight: Map<string, string>;
   inflightByModel: Record<string, number>;
+  engines: Record<string, EngineState>;
+  plans: Record<string, Plan>;
 };
 
 interface Ctx {
   s: Draft;
   fx: SchedulerEffect[];
   now: number;
-}
-
-/**
- * Effective timeouts of one model (its overrides, else the globals), in ms.
- *
- * @example
- * ```ts
- * import { parseConfig } from "../config/define.ts";
- * import { timeoutsOf } from "./decide.ts";
- * import { policyFromConfig } from "./state.ts";
- * const config = parseConfig({ holdTimeout: "1m", models: { a: { modelName: "org/a", holdTimeout: "5s" } } });
- * timeoutsOf(policyFromConfig(config, config.models), "a").hold; // 5000
- * ```
- */
-export function timeoutsOf(policy: Policy, model: string): { idle: number; hold: number; start: number } {
-  const o = policy.models[model];
-  return {
-    idle: o?.idleTimeout ?? policy.idleTimeout,
-    hold: o?.holdTimeout ?? policy.holdTimeout,
-    start: o?.startTimeout ?? policy.startTimeout,
-  };
+  /** Something changed this round: converge runs another one. */
+  changed: boolean;
+  /** Why each model's status changed (for the transition effects). */
+  reasons: Map<string, string>;
+  /** Times placement asked to look again at. */
+  recheck: number[];
 }
 
 /**
@@ -87,8 +78,8 @@ export function timeoutsOf(policy: Policy, model: string): { idle: number; hold:
  * import { parseConfig } from "../config/define.ts";
  * import { decide } from "./decide.ts";
  * import { initialState, policyFromConfig } from "./state.ts";
- * let state = initialState(policyFromConfig(parseConfig({})), 0);
- * state = decide(state, { type: "observed", op: 0, engine: { phase: "absent", model: null } }, 0).state;
+ * let state = initialState(policyFromConfig(parseConfig({})));
+ * state = decide(state, { type: "observed", op: 0, engines: [] }, 0).state;
  * const { effects } = decide(state, { type: "request", id: "r1", model: "a" }, 10);
  * effects.some((e) => e.type === "start" && e.model === "a"); // true
  * ```
@@ -96,80 +87,139 @@ export function timeoutsOf(policy: Policy, model: string): { idle: number; hold:
 export function decide(state: SchedulerState, event: SchedulerEvent, now: number): Decision {
   const s: Draft = {
     ...state,
+    engines: { ...state.engines },
+    plans: { ...state.plans },
     inflight: new Map(state.inflight),
     inflightByModel: { ...state.inflightByModel },
     held: state.held.slice(),
-    unloads: state.unloads.slice(),
+    admin: state.admin.slice(),
     errors: { ...state.errors },
   };
-  const ctx: Ctx = { s, fx: [], now };
+  const ctx: Ctx = { s, fx: [], now, changed: false, reasons: new Map(), recheck: [] };
   // A tick means the driver's timer fired (maybe a little early): it must be armed again.
   if (event.type === "tick" || (s.timerAt !== null && s.timerAt <= now)) s.timerAt = null;
 
   if (s.shuttingDown && !AFTER_SHUTDOWN.has(event.type)) return { state: s, effects: ctx.fx };
 
+  handle(ctx, event);
+  if (event.type !== "shutdown") converge(ctx);
+  emitTransitions(ctx, state);
+  return { state: s, effects: ctx.fx };
+}
+
+function handle(ctx: Ctx, event: SchedulerEvent): void {
+  const { s, now } = ctx;
   switch (event.type) {
     case "request":
       onRequest(ctx, event.id, event.model);
-      break;
-    case "release":
-      if (s.inflight.has(event.id)) {
-        // Only the active model's requests keep it alive (a late release from a replaced engine does not).
-        if (removeInflight(s, event.id) === s.active) s.lastActivity = now;
-      }
-      break;
+      return;
+    case "release": {
+      const model = s.inflight.get(event.id);
+      if (model === undefined) return;
+      removeInflight(s, event.id, model);
+      const e = s.engines[model];
+      if (e && (e.status === "ready" || e.status === "draining")) edit(ctx, model).lastUsed = now;
+      s.lastActivity = now;
+      return;
+    }
     case "cancel":
       s.held = s.held.filter((h) => h.id !== event.id);
-      break;
-    case "started":
-      if (event.op === s.op && s.lifecycle === "starting") onStarted(ctx);
-      break;
+      return;
+    case "started": {
+      const e = current(s, event.model, event.op, "starting");
+      if (!e) return;
+      delete s.errors[e.model];
+      const ms = now - (e.opStartedAt ?? now);
+      s.lastColdStartMs = ms;
+      ctx.fx.push({ type: "metric", name: "coldStart", model: e.model, ms });
+      becomeReady(ctx, e.model, "started");
+      return;
+    }
     case "startFailed":
-      if (event.op === s.op && s.lifecycle === "starting") failStart(ctx, event.reason);
-      break;
+      if (current(s, event.model, event.op, "starting")) failStart(ctx, event.model, event.reason);
+      return;
+    case "slept": {
+      const e = current(s, event.model, event.op, "sleeping");
+      if (!e) return;
+      const draft = edit(ctx, e.model);
+      draft.asleep = true;
+      draft.busy = false;
+      draft.deadline = null;
+      ctx.fx.push({ type: "metric", name: "sleep", model: e.model, level: e.sleepLevel ?? 1 });
+      finishAdmin(ctx, "sleep", e.model);
+      return;
+    }
+    case "sleepFailed":
+      if (current(s, event.model, event.op, "sleeping")) {
+        recordError(ctx, event.model, `sleep failed: ${event.reason}`);
+        rejectAdmin(ctx, "sleep", event.model, `model "${event.model}" did not fall asleep: ${event.reason}`);
+        stop(ctx, event.model, `sleep failed: ${event.reason}`, false);
+      }
+      return;
+    case "woke": {
+      const e = current(s, event.model, event.op, "waking");
+      if (!e) return;
+      delete s.errors[e.model];
+      const ms = now - (e.opStartedAt ?? now);
+      s.lastWakeMs = ms;
+      ctx.fx.push({ type: "metric", name: "wake", model: e.model, ms });
+      becomeReady(ctx, e.model, "woke");
+      return;
+    }
+    case "wakeFailed":
+      // Rule 5: stop it and cold-start it; its held requests stay held.
+      if (current(s, event.model, event.op, "waking")) {
+        recordError(ctx, event.model, `wake failed: ${event.reason}`);
+        stop(ctx, event.model, `wake failed: ${event.reason}`, false);
+      }
+      return;
     case "stopped":
-      if (event.op === s.op && (s.lifecycle === "stopping" || s.lifecycle === "switching")) onStopped(ctx);
-      break;
+      if (current(s, event.model, event.op, "stopping")) onStopped(ctx, event.model);
+      return;
     case "stopFailed":
-      if (event.op === s.op && (s.lifecycle === "stopping" || s.lifecycle === "switching")) {
-        onStopFailed(ctx, event.reason);
-      }
-      break;
-    case "engineFailed":
-      if (s.observed && (s.lifecycle === "ready" || s.lifecycle === "draining") && s.active !== null) {
-        recordError(ctx, s.active, event.reason);
-        stop(ctx, `engine failed: ${event.reason}`, false);
-      }
-      break;
+      if (current(s, event.model, event.op, "stopping")) onStopFailed(ctx, event.model, event.reason);
+      return;
+    case "engineFailed": {
+      const e = s.engines[event.model];
+      // An operation in progress on it reports the failure itself.
+      if (!s.observed || !e || e.busy) return;
+      recordError(ctx, e.model, event.reason);
+      rejectAdmin(ctx, "sleep", e.model, `model "${e.model}" failed: ${event.reason}`);
+      stop(ctx, e.model, `engine failed: ${event.reason}`, false);
+      return;
+    }
     case "tick":
-      break;
+      return;
     case "observed":
-      if (!s.observed && event.op === s.op) onObserved(ctx, event.engine);
-      break;
+      if (!s.observed && event.op === s.observeOp) onObserved(ctx, event.engines);
+      return;
     case "load":
       onLoad(ctx, event.id, event.model);
-      break;
+      return;
+    case "sleep":
+      onAdminSleep(ctx, event.id, event.model);
+      return;
     case "unload":
-      onUnload(ctx, event.id);
-      break;
+      onUnload(ctx, event.id, event.model);
+      return;
     case "configure":
       s.policy = event.policy;
-      break;
+      return;
     case "shutdown":
       onShutdown(ctx);
-      return { state: s, effects: ctx.fx };
+      return;
   }
-  converge(ctx);
-  return { state: s, effects: ctx.fx };
 }
+
+// ---- events ----
 
 function onRequest(ctx: Ctx, id: string, model: string): void {
   const { s, now } = ctx;
   if (s.shuttingDown) {
-    ctx.fx.push(rejectEffect([id], 503, "shutting_down", "the proxy is shutting down", s.policy.unavailableRetryAfter));
+    ctx.fx.push(shuttingDown([id], s));
     return;
   }
-  if (s.observed && s.lifecycle === "ready" && s.active === model) {
+  if (s.observed && s.engines[model]?.status === "ready") {
     addInflight(s, id, model);
     ctx.fx.push({ type: "grant", ids: [id], model });
     return;
@@ -178,7 +228,7 @@ function onRequest(ctx: Ctx, id: string, model: string): void {
   for (const h of s.held) if (!h.admin) waiting++;
   if (waiting >= s.policy.maxHeldRequests) {
     ctx.fx.push(
-      rejectEffect(
+      reject(
         [id],
         429,
         "hold_queue_full",
@@ -188,310 +238,251 @@ function onRequest(ctx: Ctx, id: string, model: string): void {
     );
     return;
   }
-  s.held.push({ id, model, arrivedAt: now, deadline: now + timeoutsOf(s.policy, model).hold });
+  s.held.push({ id, model, arrivedAt: now, deadline: now + modelPolicy(s.policy, model).holdTimeout });
 }
 
 function onLoad(ctx: Ctx, id: string, model: string): void {
   const { s, now } = ctx;
-  if (s.shuttingDown) {
-    ctx.fx.push(rejectEffect([id], 503, "shutting_down", "the proxy is shutting down", s.policy.unavailableRetryAfter));
-  } else if (s.observed && s.lifecycle === "ready" && s.active === model) {
-    ctx.fx.push({ type: "done", ids: [id] });
-  } else {
-    s.held.push({ id, model, arrivedAt: now, deadline: Number.POSITIVE_INFINITY, admin: true });
-  }
+  if (s.shuttingDown) ctx.fx.push(shuttingDown([id], s));
+  else if (s.observed && s.engines[model]?.status === "ready") ctx.fx.push({ type: "done", ids: [id] });
+  else s.held.push({ id, model, arrivedAt: now, deadline: Number.POSITIVE_INFINITY, admin: true });
 }
 
-function onUnload(ctx: Ctx, id: string): void {
+function onAdminSleep(ctx: Ctx, id: string, model: string): void {
   const { s } = ctx;
   if (s.shuttingDown) {
-    ctx.fx.push(rejectEffect([id], 503, "shutting_down", "the proxy is shutting down", s.policy.unavailableRetryAfter));
+    ctx.fx.push(shuttingDown([id], s));
     return;
   }
-  s.unloads.push(id);
-  if (!s.observed) return;
-  if (s.lifecycle === "ready") beginDrain(ctx, null, "unload");
-  else if (s.lifecycle === "starting") stop(ctx, "unload", false);
-  // idle: converge answers; draining/stopping/switching: the next `stopped` answers.
-}
-
-function onStarted(ctx: Ctx): void {
-  const { s, now } = ctx;
-  const model = s.active!;
-  delete s.errors[model];
-  if (s.startedAt !== null) {
-    s.lastColdStartMs = now - s.startedAt;
-    ctx.fx.push({ type: "metric", name: "coldStart", model, ms: s.lastColdStartMs });
-  }
-  if (s.switchAt !== null) {
-    s.lastSwitchMs = now - s.switchAt;
-    ctx.fx.push({ type: "metric", name: "switch", from: s.switchFrom, to: model, ms: s.lastSwitchMs });
-  }
-  s.switchFrom = null;
-  s.switchAt = null;
-  s.startDeadline = null;
-  s.readySince = now;
-  s.lastActivity = now;
-  transition(ctx, "ready", "started");
-}
-
-function failStart(ctx: Ctx, reason: string): void {
-  const { s } = ctx;
-  const model = s.active!;
-  recordError(ctx, model, reason);
-  const ids = takeHeld(s, (h) => h.model === model).map((h) => h.id);
-  if (ids.length) {
-    ctx.fx.push(
-      rejectEffect(
-        ids,
-        503,
-        "model_unavailable",
-        `model "${model}" failed to start: ${reason}`,
-        s.policy.unavailableRetryAfter,
-      ),
+  const policy = modelPolicy(s.policy, model);
+  const refuse = (code: string, message: string) => {
+    ctx.fx.push(reject([id], 409, code, message));
+  };
+  if (policy.sleepAfter === null) {
+    return refuse(
+      "sleep_not_enabled",
+      `model "${model}" may not sleep: its engine runs without sleep mode (set sleepAfter for it)`,
     );
   }
-  s.switchFrom = null;
-  s.switchAt = null;
-  s.next = null;
-  s.startDeadline = null;
-  stop(ctx, `start failed: ${reason}`, false);
-}
-
-function onStopped(ctx: Ctx): void {
-  const { s } = ctx;
-  transition(ctx, "idle", s.stopReason ? `stopped (${s.stopReason})` : "stopped");
-  s.active = null;
-  s.next = null;
-  s.stopReason = null;
-  s.stopForce = false;
-  s.stopAttempts = 0;
-  s.readySince = null;
-  s.drainDeadline = null;
-  if (s.unloads.length) ctx.fx.push({ type: "done", ids: s.unloads.splice(0) });
-}
-
-function onStopFailed(ctx: Ctx, reason: string): void {
-  const { s } = ctx;
-  if (s.stopAttempts < 2) {
-    issueStop(ctx);
+  if (s.policy.maxSleeping === 0) return refuse("sleep_not_enabled", "maxSleeping is 0: no engine may sleep");
+  const e = s.engines[model];
+  if (!s.observed || !e) return refuse("model_not_loaded", `model "${model}" is not loaded`);
+  if (e.status === "sleeping") {
+    if (e.asleep) ctx.fx.push({ type: "done", ids: [id] });
+    else s.admin.push({ id, kind: "sleep", models: [model] });
     return;
   }
-  recordError(ctx, s.active, `stop failed: ${reason}`);
-  const waitingFor = s.next;
-  if (waitingFor !== null) {
-    const ids = takeHeld(s, (h) => h.model === waitingFor).map((h) => h.id);
+  if (e.status === "ready" || (e.status === "draining" && e.then === "sleep")) {
+    s.admin.push({ id, kind: "sleep", models: [model] });
+    if (e.status === "ready") {
+      if (inflightOf(s, model) > 0) drain(ctx, model, "sleep", "admin sleep", null);
+      else goToSleep(ctx, model, "admin sleep", null, true);
+    } else {
+      // An eviction's drain: it now falls asleep whether or not the other model still waits.
+      edit(ctx, model).evictedFor = null;
+    }
+    return;
+  }
+  refuse("model_busy", `model "${model}" is ${e.status}; try again when it is ready`);
+}
+
+function onUnload(ctx: Ctx, id: string, model: string | null): void {
+  const { s } = ctx;
+  if (s.shuttingDown) {
+    ctx.fx.push(shuttingDown([id], s));
+    return;
+  }
+  if (!s.observed) {
+    // Nothing is known yet: resolved once the world is read back.
+    s.admin.push({ id, kind: "unload", models: [], target: model });
+    return;
+  }
+  const targets = model === null ? Object.keys(s.engines) : s.engines[model] ? [model] : [];
+  if (targets.length === 0) {
+    ctx.fx.push({ type: "done", ids: [id] });
+    return;
+  }
+  s.admin.push({ id, kind: "unload", models: targets });
+  for (const m of targets) unloadEngine(ctx, m);
+}
+
+function unloadEngine(ctx: Ctx, model: string): void {
+  const { s } = ctx;
+  const e = s.engines[model];
+  if (!e || e.status === "stopping") return;
+  rejectAdmin(ctx, "sleep", model, `model "${model}" is being unloaded`);
+  if (e.status === "ready" && inflightOf(s, model) > 0) drain(ctx, model, "stop", "unload", null);
+  else if (e.status === "draining") {
+    const draft = edit(ctx, model);
+    draft.then = "stop";
+    draft.evictedFor = null;
+    draft.reason = "unload";
+  } else stop(ctx, model, "unload", false);
+}
+
+function onStopped(ctx: Ctx, model: string): void {
+  const { s } = ctx;
+  const e = s.engines[model];
+  setReason(ctx, model, e.reason ? `stopped (${e.reason})` : "stopped");
+  delete s.engines[model];
+  ctx.changed = true;
+  rejectAdmin(ctx, "sleep", model, `model "${model}" stopped before it fell asleep`);
+  finishAdmin(ctx, "unload", model);
+}
+
+function onStopFailed(ctx: Ctx, model: string, reason: string): void {
+  const { s, now } = ctx;
+  const e = s.engines[model];
+  if (e.stopAttempts < 2) {
+    issueStop(ctx, model);
+    return;
+  }
+  recordError(ctx, model, `stop failed: ${reason}`);
+  // Requests that wait for the room this engine holds get 503.
+  for (const [waiting, plan] of Object.entries(s.plans)) {
+    if (!plan.gpus.some((g) => e.gpus.includes(g))) continue;
+    const ids = takeHeld(s, (h) => h.model === waiting).map((h) => h.id);
     if (ids.length) {
       ctx.fx.push(
-        rejectEffect(
+        reject(
           ids,
           503,
           "model_unavailable",
-          `model "${waitingFor}" cannot start: the running engine did not stop (${reason})`,
+          `model "${waiting}" cannot start: the engine of "${model}" did not stop`,
           s.policy.unavailableRetryAfter,
         ),
       );
     }
+    delete s.plans[waiting];
   }
-  if (s.unloads.length) {
-    ctx.fx.push(
-      rejectEffect(
-        s.unloads.splice(0),
-        503,
-        "unload_failed",
-        `unload failed: ${reason}`,
-        s.policy.unavailableRetryAfter,
-      ),
-    );
-  }
-  s.next = null;
-  s.switchFrom = null;
-  s.switchAt = null;
-  s.stopReason = null;
-  s.stopAttempts = 0;
-  s.readySince = null;
+  rejectAdmin(ctx, "unload", model, `unload failed: the engine of "${model}" did not stop`, "unload_failed");
+  // Read the world back and continue from what it says.
   s.observed = false;
-  transition(ctx, "idle", `stop failed twice (${reason}); reading the engine state back`);
-  s.active = null;
   s.op++;
+  s.observeOp = s.op;
+  s.reason = `stop of ${model} failed twice; reading the engines back`;
+  void now;
   ctx.fx.push({ type: "observe", op: s.op });
 }
 
-function onObserved(ctx: Ctx, engine: { phase: string; model: string | null; reason?: string }): void {
+function onObserved(ctx: Ctx, observed: ObservedEngine[]): void {
   const { s, now } = ctx;
   s.observed = true;
-  if (engine.phase === "absent") {
-    transition(ctx, "idle", "observed absent", null);
-    return;
-  }
-  s.active = engine.model;
-  if (engine.model === null) {
-    stop(ctx, `observed an engine (${engine.phase}) with no known model`, false);
-    return;
-  }
-  switch (engine.phase) {
-    case "ready":
-      s.readySince = now;
-      s.lastActivity = now;
-      transition(ctx, "ready", "observed ready");
-      break;
-    case "pending":
-    case "starting": {
-      s.op++;
-      s.startedAt = now;
-      s.startDeadline = now + timeoutsOf(s.policy, engine.model).start;
-      transition(ctx, "starting", `observed ${engine.phase}`);
-      ctx.fx.push({ type: "waitReady", op: s.op, model: engine.model, deadline: s.startDeadline });
-      break;
+  s.reason = "engines read back";
+  s.engines = {};
+  s.plans = {};
+  const used = new Map<string, number>();
+  const take = (gpus: readonly string[], share: number) => {
+    for (const g of gpus) used.set(g, (used.get(g) ?? 0) + share);
+  };
+  const fits = (gpus: readonly string[], share: number) => gpus.every((g) => (used.get(g) ?? 0) + share <= 1000);
+  for (const o of observed) {
+    if (s.engines[o.model]) continue;
+    const policy = modelPolicy(s.policy, o.model);
+    const holds = o.phase !== "sleeping" || s.policy.sleepHoldsGpu;
+    // A process is bound to its devices; where the backend does not say (Kubernetes), the first GPUs with room.
+    const gpus = o.gpus ? [...o.gpus] : s.policy.gpuIds
+      .filter((g) => !holds || (used.get(g) ?? 0) + policy.share <= 1000)
+      .slice(0, policy.gpus);
+    const engine = newEngine(o.model, gpus, policy, now);
+    s.engines[o.model] = engine;
+    const overCapacity = holds && (gpus.length < policy.gpus || !fits(gpus, policy.share));
+    if (holds && !overCapacity) take(gpus, policy.share);
+    if (o.unknown) {
+      stop(ctx, o.model, "observed an engine of a model that is not configured", false);
+      continue;
     }
-    case "terminating":
-      stop(ctx, "observed terminating", false);
-      break;
-    default:
-      recordError(ctx, engine.model, engine.reason ?? "engine failed");
-      stop(ctx, `observed failed: ${engine.reason ?? "engine failed"}`, false);
+    switch (o.phase) {
+      case "ready":
+        engine.status = "ready";
+        engine.readySince = now;
+        if (overCapacity) stop(ctx, o.model, "observed beyond the pool's GPU room", false);
+        break;
+      case "sleeping":
+        engine.status = "sleeping";
+        engine.asleep = true;
+        engine.sleepLevel = o.sleepLevel ?? policy.sleepLevel;
+        if (overCapacity) stop(ctx, o.model, "observed beyond the pool's GPU room", false);
+        break;
+      case "pending":
+      case "starting":
+        if (overCapacity) {
+          stop(ctx, o.model, "observed beyond the pool's GPU room", false);
+          break;
+        }
+        engine.op = ++s.op;
+        engine.busy = true;
+        engine.opStartedAt = now;
+        engine.deadline = now + policy.startTimeout;
+        ctx.fx.push({
+          type: "waitReady",
+          model: o.model,
+          op: engine.op,
+          gpus: [...gpus],
+          sleepMode: policy.sleepAfter !== null,
+          deadline: engine.deadline,
+        });
+        break;
+      case "terminating":
+        stop(ctx, o.model, "observed terminating", false);
+        break;
+      default:
+        recordError(ctx, o.model, o.reason ?? "engine failed");
+        stop(ctx, o.model, `observed failed: ${o.reason ?? "engine failed"}`, false);
+    }
+    setReason(ctx, o.model, `observed ${o.phase}`);
+  }
+  // Admin unloads asked before anything was known: unload what was found.
+  s.admin = s.admin.map((a) => {
+    if (a.target === undefined) return a;
+    const models = a.target === null ? Object.keys(s.engines) : s.engines[a.target] ? [a.target] : [];
+    return { id: a.id, kind: a.kind, models };
+  });
+  for (const a of s.admin) if (a.kind === "unload") { for (const m of a.models) unloadEngine(ctx, m); }
+  const answered = s.admin.filter((a) => a.kind === "unload" && a.models.length === 0).map((a) => a.id);
+  if (answered.length) {
+    s.admin = s.admin.filter((a) => !answered.includes(a.id));
+    ctx.fx.push({ type: "done", ids: answered });
   }
 }
 
 function onShutdown(ctx: Ctx): void {
   const { s } = ctx;
   s.shuttingDown = true;
-  const ids = s.held.map((h) => h.id).concat(s.unloads);
+  const ids = s.held.map((h) => h.id).concat(s.admin.map((a) => a.id));
   s.held = [];
-  s.unloads = [];
-  if (ids.length) {
-    ctx.fx.push(rejectEffect(ids, 503, "shutting_down", "the proxy is shutting down", s.policy.unavailableRetryAfter));
-  }
+  s.admin = [];
+  if (ids.length) ctx.fx.push(shuttingDown(ids, s));
   if (s.timerAt !== null) {
     s.timerAt = null;
     ctx.fx.push({ type: "schedule", at: null });
   }
 }
 
+// ---- converge ----
+
 /** Does whatever the facts now call for, until nothing changes; then sets the timer. */
 function converge(ctx: Ctx): void {
   const { s } = ctx;
   if (s.shuttingDown) return;
-  for (let round = 0; round < 8; round++) {
+  for (let round = 0; round < 16; round++) {
+    ctx.changed = false;
+    ctx.recheck = [];
     expireHeld(ctx);
-    if (!s.observed || !step(ctx)) break;
+    if (!s.observed) break;
+    enforceDeadlines(ctx);
+    grantReady(ctx);
+    finishDrains(ctx);
+    idleTimers(ctx);
+    serveWaiting(ctx);
+    keepSleepersBounded(ctx);
+    if (!ctx.changed) break;
   }
-  const at = nextDeadline(s, ctx.now);
+  const at = nextDeadline(ctx);
   if (at !== s.timerAt) {
     s.timerAt = at;
     ctx.fx.push({ type: "schedule", at });
   }
-}
-
-/** One move of the lifecycle; true when something changed that may enable another. */
-function step(ctx: Ctx): boolean {
-  const { s, now } = ctx;
-  const policy = s.policy;
-  switch (s.lifecycle) {
-    case "idle": {
-      if (s.unloads.length) ctx.fx.push({ type: "done", ids: s.unloads.splice(0) });
-      const model = oldestWaitingModel(s.held, null);
-      if (model === null) {
-        s.switchFrom = null;
-        s.switchAt = null;
-        return false;
-      }
-      startModel(ctx, model);
-      return true;
-    }
-    case "starting": {
-      if (s.startDeadline !== null && now >= s.startDeadline) {
-        failStart(ctx, `not ready within startTimeout ${formatDuration(timeoutsOf(policy, s.active!).start)}`);
-        return true;
-      }
-      const active = s.active;
-      if (s.held.length && !s.held.some((h) => h.model === active)) {
-        const target = oldestWaitingModel(s.held, active)!;
-        s.next = target;
-        s.switchFrom = active;
-        s.switchAt = now;
-        stop(ctx, `switch to ${target}`, policy.forceSwitch);
-        return true;
-      }
-      return false;
-    }
-    case "ready": {
-      const active = s.active!;
-      grantHeld(ctx, active);
-      const target = oldestWaitingModel(s.held, active);
-      if (target !== null) {
-        if (switchDue(s, now) <= now) {
-          beginDrain(ctx, target, `switch to ${target}`);
-          return true;
-        }
-        return false;
-      }
-      if (inflightCount(s, null) === 0 && s.held.length === 0 && now >= idleDeadline(s)) {
-        stop(ctx, "idle", false);
-        return true;
-      }
-      return false;
-    }
-    case "draining": {
-      const active = s.active;
-      if (s.next !== null && !s.held.some((h) => h.model !== active)) {
-        s.next = null;
-        s.stopReason = null;
-        s.drainDeadline = null;
-        s.switchFrom = null;
-        s.switchAt = null;
-        transition(ctx, "ready", "switch no longer needed");
-        return true;
-      }
-      const inflight = inflightCount(s, null);
-      const reason = s.stopReason ?? "unload";
-      const force = s.next !== null && policy.forceSwitch;
-      if (inflight === 0) {
-        stop(ctx, reason, force);
-        return true;
-      }
-      if (s.drainDeadline !== null && now >= s.drainDeadline) {
-        stop(
-          ctx,
-          `${reason} (drainTimeout ${formatDuration(policy.drainTimeout)} reached, ${inflight} in flight)`,
-          force,
-        );
-        return true;
-      }
-      return false;
-    }
-    default:
-      return false;
-  }
-}
-
-/** When the ready model may give way to a waiting one (now or earlier: at once). */
-function switchDue(s: SchedulerState, now: number): number {
-  const active = s.active;
-  if (s.held.some((h) => h.admin && h.model !== active)) return now;
-  const readySince = s.readySince ?? now;
-  let due = readySince + s.policy.minLoadedTime;
-  const busy = inflightCount(s, active) > 0 || s.held.some((h) => h.model === active);
-  if (!busy) due = Math.min(due, Math.max(s.lastActivity ?? readySince, readySince) + s.policy.switchQuiet);
-  return due;
-}
-
-function idleDeadline(s: SchedulerState): number {
-  return (s.lastActivity ?? s.readySince ?? 0) + timeoutsOf(s.policy, s.active!).idle;
-}
-
-function nextDeadline(s: SchedulerState, now: number): number | null {
-  let at = Number.POSITIVE_INFINITY;
-  for (const h of s.held) if (h.deadline < at) at = h.deadline;
-  if (s.observed) {
-    if (s.lifecycle === "starting" && s.startDeadline !== null) at = Math.min(at, s.startDeadline);
-    if (s.lifecycle === "draining" && s.drainDeadline !== null) at = Math.min(at, s.drainDeadline);
-    if (s.lifecycle === "ready") {
-      if (oldestWaitingModel(s.held, s.active) !== null) at = Math.min(at, switchDue(s, now));
-      else if (inflightCount(s, null) === 0 && s.held.length === 0) at = Math.min(at, idleDeadline(s));
-    }
-  }
-  return Number.isFinite(at) && at > now ? at : null;
 }
 
 function expireHeld(ctx: Ctx): void {
@@ -502,95 +493,528 @@ function expireHeld(ctx: Ctx): void {
   for (const h of expired) byModel.set(h.model, [...(byModel.get(h.model) ?? []), h.id]);
   for (const [model, ids] of byModel) {
     ctx.fx.push(
-      rejectEffect(
+      reject(
         ids,
         504,
         "hold_timeout",
         `model "${model}" was not ready within holdTimeout ${
-          formatDuration(timeoutsOf(s.policy, model).hold)
-        } (state: ${s.lifecycle})`,
+          formatDuration(modelPolicy(s.policy, model).holdTimeout)
+        } (status: ${modelStatusOf(s, model)})`,
       ),
     );
   }
 }
 
-function grantHeld(ctx: Ctx, model: string): void {
-  const { s } = ctx;
-  if (!s.held.some((h) => h.model === model)) return;
-  const taken = takeHeld(s, (h) => h.model === model);
-  const ids: string[] = [];
-  const admin: string[] = [];
-  for (const h of taken) {
-    if (h.admin) admin.push(h.id);
-    else {
-      ids.push(h.id);
-      addInflight(s, h.id, model);
+function enforceDeadlines(ctx: Ctx): void {
+  const { s, now } = ctx;
+  for (const e of Object.values(s.engines)) {
+    if (e.deadline === null || now < e.deadline) continue;
+    const policy = modelPolicy(s.policy, e.model);
+    if (e.status === "starting") {
+      failStart(ctx, e.model, `not ready within startTimeout ${formatDuration(policy.startTimeout)}`);
+    } else if (e.status === "waking") {
+      recordError(ctx, e.model, "wake timed out");
+      stop(ctx, e.model, "wake did not finish in time", false);
+    } else if (e.status === "sleeping" && !e.asleep) {
+      recordError(ctx, e.model, "sleep timed out");
+      rejectAdmin(ctx, "sleep", e.model, `model "${e.model}" did not fall asleep in time`);
+      stop(ctx, e.model, "sleep did not finish in time", false);
     }
   }
-  if (ids.length) ctx.fx.push({ type: "grant", ids, model });
-  if (admin.length) ctx.fx.push({ type: "done", ids: admin });
 }
 
-function startModel(ctx: Ctx, model: string): void {
-  const { s, now } = ctx;
-  s.op++;
-  s.active = model;
-  s.next = null;
-  s.startedAt = now;
-  s.startDeadline = now + timeoutsOf(s.policy, model).start;
-  transition(ctx, "starting", s.switchFrom !== null ? `switch from ${s.switchFrom}` : "request waiting");
-  ctx.fx.push({ type: "start", op: s.op, model, deadline: s.startDeadline });
-}
-
-function beginDrain(ctx: Ctx, target: string | null, reason: string): void {
-  const { s, now } = ctx;
-  s.next = target;
-  s.stopReason = reason;
-  s.drainDeadline = now + s.policy.drainTimeout;
-  if (target !== null) {
-    s.switchFrom = s.active;
-    s.switchAt = now;
-  }
-  transition(ctx, "draining", reason);
-}
-
-function stop(ctx: Ctx, reason: string, force: boolean): void {
+/** Rule 1: a ready engine serves what is held for it at once. */
+function grantReady(ctx: Ctx): void {
   const { s } = ctx;
-  s.stopReason = reason;
-  s.stopForce = force;
-  s.stopAttempts = 0;
-  s.drainDeadline = null;
-  s.startDeadline = null;
-  transition(ctx, s.next !== null ? "switching" : "stopping", reason);
-  issueStop(ctx);
+  if (!s.held.length) return;
+  for (const e of Object.values(s.engines)) {
+    if (e.status !== "ready" || !s.held.some((h) => h.model === e.model)) continue;
+    const taken = takeHeld(s, (h) => h.model === e.model);
+    const ids: string[] = [];
+    const admin: string[] = [];
+    for (const h of taken) {
+      if (h.admin) admin.push(h.id);
+      else {
+        ids.push(h.id);
+        addInflight(s, h.id, e.model);
+      }
+    }
+    if (ids.length) ctx.fx.push({ type: "grant", ids, model: e.model });
+    if (admin.length) ctx.fx.push({ type: "done", ids: admin });
+    ctx.changed = true;
+  }
 }
 
-function issueStop(ctx: Ctx): void {
+/** Rule 3: an engine being emptied sleeps or stops once nothing is in flight, or at drainTimeout. */
+function finishDrains(ctx: Ctx): void {
   const { s, now } = ctx;
-  s.op++;
-  s.stopAttempts++;
+  for (const e of Object.values(s.engines)) {
+    if (e.status !== "draining") continue;
+    if (e.evictedFor !== null && !isWaiting(s, e.evictedFor)) {
+      const draft = edit(ctx, e.model);
+      draft.status = "ready";
+      draft.then = null;
+      draft.evictedFor = null;
+      draft.deadline = null;
+      draft.since = now;
+      setReason(ctx, e.model, "room no longer needed");
+      continue;
+    }
+    const inflight = inflightOf(s, e.model);
+    if (inflight === 0) {
+      if (e.then === "sleep") goToSleep(ctx, e.model, e.reason, e.evictedFor, e.evictedFor === null);
+      else stop(ctx, e.model, e.reason, e.evictedFor !== null && s.policy.forceSwitch);
+    } else if (e.deadline !== null && now >= e.deadline) {
+      // Sleeping with requests in flight aborts them and can kill vLLM (vllm-project/vllm#45520): stop instead.
+      rejectAdmin(ctx, "sleep", e.model, `model "${e.model}" still had requests in flight at drainTimeout`);
+      stop(
+        ctx,
+        e.model,
+        `${e.reason} (drainTimeout ${formatDuration(s.policy.drainTimeout)} reached, ${inflight} in flight)`,
+        e.evictedFor !== null && s.policy.forceSwitch,
+      );
+    }
+  }
+}
+
+/** Rule 6: idle from the end of the last request: sleepAfter, then idleTimeout. */
+function idleTimers(ctx: Ctx): void {
+  const { s, now } = ctx;
+  for (const e of Object.values(s.engines)) {
+    if (e.busy || isWaiting(s, e.model)) continue;
+    const policy = modelPolicy(s.policy, e.model);
+    if (e.status === "ready" && inflightOf(s, e.model) === 0) {
+      if (now >= e.lastUsed + policy.idleTimeout) stop(ctx, e.model, "idle", false);
+      else if (sleepsBeforeIdle(policy) && now >= e.lastUsed + policy.sleepAfter!) {
+        goToSleep(ctx, e.model, "idle", null, false);
+      }
+    } else if (e.status === "sleeping" && now >= e.lastUsed + policy.idleTimeout) {
+      stop(ctx, e.model, "idle", false);
+    }
+  }
+}
+
+/** Rules 1–4: start, wake, or make room for the models that wait, oldest request first. */
+function serveWaiting(ctx: Ctx): void {
+  const { s, now } = ctx;
+  const claimed = new Map<string, number>();
+  const claim = (gpus: readonly string[], share: number) => {
+    for (const g of gpus) claimed.set(g, (claimed.get(g) ?? 0) + share);
+  };
+  for (const model of waitingModels(s)) {
+    const e = s.engines[model];
+    if (e && !(e.status === "sleeping" && e.asleep)) {
+      // In transition, serving, or being emptied: it comes back when that is over.
+      continue;
+    }
+    const policy = modelPolicy(s.policy, model);
+    const need = e ? { gpus: e.gpus.length, share: e.share } : { gpus: policy.gpus, share: policy.share };
+    const forced = s.held.some((h) => h.model === model && h.admin);
+    const input = (fixed: readonly string[] | null) => ({
+      gpuIds: s.policy.gpuIds,
+      occupants: occupants(s, model, forced, now),
+      claimed,
+      need,
+      fixed,
+      now,
+    });
+    let placement = place(input(e ? e.gpus : null));
+    const plan = s.plans[model];
+    if (!e && plan && placement.kind !== "fits" && placement.kind !== "impossible") {
+      // Keep making room where it started, unless it fits somewhere now.
+      placement = place(input(plan.gpus));
+    }
+    switch (placement.kind) {
+      case "impossible": {
+        const ids = takeHeld(s, (h) => h.model === model).map((h) => h.id);
+        delete s.plans[model];
+        ctx.fx.push(
+          reject(
+            ids,
+            503,
+            "model_unavailable",
+            `model "${model}" cannot be placed: ${placement.reason}`,
+            s.policy.unavailableRetryAfter,
+          ),
+        );
+        if (e) stop(ctx, model, `cannot wake: ${placement.reason}`, false);
+        ctx.changed = true;
+        break;
+      }
+      case "fits":
+        if (e) wake(ctx, model);
+        else startEngine(ctx, model, placement.gpus);
+        break;
+      case "evict": {
+        const first = plan?.from ?? placement.victims[0].model;
+        s.plans[model] = { gpus: placement.gpus, from: first, at: plan?.from ? plan.at : now };
+        for (const v of placement.victims) evict(ctx, v.model, model, v.how);
+        if (placement.until !== null) ctx.recheck.push(placement.until);
+        claim(placement.gpus, need.share);
+        break;
+      }
+      case "wait":
+        if (!plan || plan.gpus.join() !== placement.gpus.join()) {
+          s.plans[model] = { gpus: placement.gpus, from: plan?.from ?? null, at: plan?.at ?? now };
+        }
+        if (placement.until !== null) ctx.recheck.push(placement.until);
+        claim(placement.gpus, need.share);
+        break;
+    }
+  }
+  // Plans of models that no longer wait.
+  for (const model of Object.keys(s.plans)) if (!isWaiting(s, model)) delete s.plans[model];
+}
+
+/** The engines that take room on the GPUs, as placement sees them (`self` excluded). */
+function occupants(s: Draft, self: string, forced: boolean, now: number): Occupant[] {
+  const out: Occupant[] = [];
+  const { sleepHoldsGpu, minLoadedTime } = s.policy;
+  for (const e of Object.values(s.engines)) {
+    if (e.model === self || e.gpus.length === 0) continue;
+    const base = { model: e.model, gpus: e.gpus, share: e.share, lastUsed: e.lastUsed, transitional: false };
+    switch (e.status) {
+      case "starting":
+      case "waking":
+        out.push({ ...base, kind: "transit", transitional: true });
+        break;
+      case "ready": {
+        const busy = inflightOf(s, e.model) > 0 || s.held.some((h) => h.model === e.model);
+        if (!busy) out.push({ ...base, kind: "idle" });
+        else {
+          const drainableAt = forced ? now : (e.readySince ?? now) + minLoadedTime;
+          out.push({ ...base, kind: "busy", drainableAt });
+        }
+        break;
+      }
+      case "draining":
+        out.push({ ...base, kind: e.then === "sleep" && sleepHoldsGpu ? "transit" : "leaving" });
+        break;
+      case "sleeping":
+        if (!e.asleep) out.push({ ...base, kind: sleepHoldsGpu ? "transit" : "leaving", transitional: true });
+        else if (sleepHoldsGpu) out.push({ ...base, kind: "asleep" });
+        break;
+      case "stopping":
+        if (!e.asleep || sleepHoldsGpu) out.push({ ...base, kind: "leaving" });
+        break;
+    }
+  }
+  return out;
+}
+
+/** Rule 3: a victim with requests drains first; an idle one sleeps (when it may and room is made by it) or stops. */
+function evict(ctx: Ctx, victim: string, forModel: string, how: "now" | "drain"): void {
+  const { s } = ctx;
+  const e = s.engines[victim];
+  const reason = `making room for ${forModel}`;
+  const sleeps = !s.policy.sleepHoldsGpu && modelPolicy(s.policy, victim).sleepAfter !== null &&
+    s.policy.maxSleeping > 0;
+  if (e.status === "sleeping") {
+    stop(ctx, victim, reason, false, forModel);
+  } else if (how === "drain") {
+    drain(ctx, victim, sleeps ? "sleep" : "stop", reason, forModel);
+  } else if (sleeps) {
+    goToSleep(ctx, victim, reason, forModel, false);
+  } else {
+    stop(ctx, victim, reason, s.policy.forceSwitch, forModel);
+  }
+}
+
+/**
+ * Puts an idle ready engine to sleep, within `maxSleeping`: when as many engines already sleep, the least
+ * recently used sleeper is stopped first (and this one sleeps once it is gone); when this one is the least
+ * recently used of them all (and the sleep was not asked for), it stops instead.
+ */
+function goToSleep(ctx: Ctx, model: string, reason: string, evictedFor: string | null, explicit: boolean): void {
+  const { s } = ctx;
+  const e = s.engines[model];
+  const policy = modelPolicy(s.policy, model);
+  if (policy.sleepAfter === null || s.policy.maxSleeping === 0 || (s.policy.sleepHoldsGpu && evictedFor !== null)) {
+    stop(ctx, model, reason, false, evictedFor);
+    return;
+  }
+  // No sleep beside a start or wake on the same GPU (vllm-project/vllm#36753): after it.
+  if (Object.values(s.engines).some((o) => o !== e && transitional(o) && o.gpus.some((g) => e.gpus.includes(g)))) {
+    return;
+  }
+  const sleepers = Object.values(s.engines).filter((o) => o.status === "sleeping" || o.stoppingFromSleep);
+  if (sleepers.length < s.policy.maxSleeping) {
+    issueSleep(ctx, model, reason, evictedFor);
+    return;
+  }
+  if (sleepers.some((o) => o.status === "stopping")) return; // a slot frees up soon
+  const lru = sleepers.filter((o) => o.asleep).sort((a, b) => a.lastUsed - b.lastUsed)[0];
+  if (lru && (explicit || lru.lastUsed < e.lastUsed)) {
+    stop(ctx, lru.model, `maxSleeping ${s.policy.maxSleeping}: ${model} falls asleep`, false, model);
+  } else if (!lru && explicit) {
+    return; // every sleeper is still falling asleep: after them
+  } else {
+    stop(ctx, model, `${reason}; maxSleeping ${s.policy.maxSleeping} reached`, false, evictedFor);
+  }
+}
+
+/** After a config change lowered maxSleeping: the least recently used sleepers stop. */
+function keepSleepersBounded(ctx: Ctx): void {
+  const { s } = ctx;
+  const sleepers = Object.values(s.engines).filter((o) => o.status === "sleeping" || o.stoppingFromSleep);
+  let excess = sleepers.length - s.policy.maxSleeping;
+  if (excess <= 0) return;
+  for (const o of sleepers.filter((x) => x.status === "sleeping" && x.asleep).sort((a, b) => a.lastUsed - b.lastUsed)) {
+    if (excess-- <= 0) break;
+    if (!isWaiting(s, o.model)) stop(ctx, o.model, `maxSleeping ${s.policy.maxSleeping}`, false);
+  }
+}
+
+// ---- engine operations ----
+
+function startEngine(ctx: Ctx, model: string, gpus: string[]): void {
+  const { s, now } = ctx;
+  const policy = modelPolicy(s.policy, model);
+  const e = newEngine(model, gpus, policy, now);
+  e.status = "starting";
+  e.op = ++s.op;
+  e.busy = true;
+  e.opStartedAt = now;
+  e.deadline = now + policy.startTimeout;
+  const plan = s.plans[model];
+  if (plan?.from) {
+    e.switchFrom = plan.from;
+    e.switchAt = plan.at;
+  }
+  delete s.plans[model];
+  s.engines[model] = e;
+  setReason(ctx, model, plan?.from ? `room made by ${plan.from}` : "request waiting");
+  ctx.changed = true;
+  ctx.fx.push({ type: "start", model, op: e.op, gpus, sleepMode: policy.sleepAfter !== null, deadline: e.deadline });
+}
+
+function wake(ctx: Ctx, model: string): void {
+  const { s, now } = ctx;
+  const policy = modelPolicy(s.policy, model);
+  const e = edit(ctx, model);
+  const level = e.sleepLevel ?? policy.sleepLevel;
+  e.status = "waking";
+  e.asleep = false;
+  e.since = now;
+  e.op = ++s.op;
+  e.busy = true;
+  e.opStartedAt = now;
+  // A level-2 wake reloads the weights from disk: as long as a start.
+  e.deadline = now + (level === 2 ? policy.startTimeout : s.policy.wakeTimeout);
+  const plan = s.plans[model];
+  if (plan?.from) {
+    e.switchFrom = plan.from;
+    e.switchAt = plan.at;
+  }
+  delete s.plans[model];
+  setReason(ctx, model, "request waiting");
+  ctx.fx.push({ type: "wake", model, op: e.op, level, deadline: e.deadline });
+}
+
+function becomeReady(ctx: Ctx, model: string, reason: string): void {
+  const { s, now } = ctx;
+  const e = edit(ctx, model);
+  if (e.switchFrom !== null && e.switchAt !== null) {
+    s.lastSwitchMs = now - e.switchAt;
+    ctx.fx.push({ type: "metric", name: "switch", from: e.switchFrom, to: model, ms: s.lastSwitchMs });
+  }
+  e.switchFrom = null;
+  e.switchAt = null;
+  e.status = "ready";
+  e.since = now;
+  e.busy = false;
+  e.deadline = null;
+  e.opStartedAt = null;
+  e.readySince = now;
+  e.lastUsed = now;
+  e.sleepLevel = null;
+  s.lastActivity = now;
+  setReason(ctx, model, reason);
+}
+
+function failStart(ctx: Ctx, model: string, reason: string): void {
+  const { s } = ctx;
+  recordError(ctx, model, reason);
+  const ids = takeHeld(s, (h) => h.model === model).map((h) => h.id);
+  if (ids.length) {
+    ctx.fx.push(
+      reject(
+        ids,
+        503,
+        "model_unavailable",
+        `model "${model}" failed to start: ${reason}`,
+        s.policy.unavailableRetryAfter,
+      ),
+    );
+  }
+  rejectAdmin(ctx, "sleep", model, `model "${model}" failed to start`);
+  stop(ctx, model, `start failed: ${reason}`, false);
+}
+
+function drain(ctx: Ctx, model: string, then: "sleep" | "stop", reason: string, evictedFor: string | null): void {
+  const { s, now } = ctx;
+  const e = edit(ctx, model);
+  e.status = "draining";
+  e.since = now;
+  e.then = then;
+  e.reason = reason;
+  e.evictedFor = evictedFor;
+  e.deadline = now + s.policy.drainTimeout;
+  setReason(ctx, model, reason);
+  ctx.changed = true;
+}
+
+function issueSleep(ctx: Ctx, model: string, reason: string, evictedFor: string | null): void {
+  const { s, now } = ctx;
+  const level = modelPolicy(s.policy, model).sleepLevel;
+  const e = edit(ctx, model);
+  e.status = "sleeping";
+  e.since = now;
+  e.asleep = false;
+  e.sleepLevel = level;
+  e.then = null;
+  e.reason = reason;
+  e.evictedFor = evictedFor;
+  e.op = ++s.op;
+  e.busy = true;
+  e.deadline = now + s.policy.sleepTimeout;
+  setReason(ctx, model, reason);
+  ctx.changed = true;
+  if (evictedFor !== null) ctx.fx.push({ type: "metric", name: "eviction", model, action: "sleep" });
+  ctx.fx.push({ type: "sleep", model, op: e.op, level, deadline: e.deadline });
+}
+
+function stop(ctx: Ctx, model: string, reason: string, force: boolean, evictedFor: string | null = null): void {
+  const { now } = ctx;
+  const e = edit(ctx, model);
+  e.stoppingFromSleep = e.status === "sleeping";
+  e.status = "stopping";
+  e.since = now;
+  e.then = null;
+  e.reason = reason;
+  e.evictedFor = evictedFor;
+  e.force = force;
+  e.stopAttempts = 0;
+  e.deadline = null;
+  setReason(ctx, model, reason);
+  ctx.changed = true;
+  if (evictedFor !== null) ctx.fx.push({ type: "metric", name: "eviction", model, action: "stop" });
+  issueStop(ctx, model);
+}
+
+function issueStop(ctx: Ctx, model: string): void {
+  const { s, now } = ctx;
+  const e = edit(ctx, model);
+  e.op = ++s.op;
+  e.busy = true;
+  e.stopAttempts++;
   ctx.fx.push({
     type: "stop",
-    op: s.op,
-    reason: s.stopReason ?? "stop",
-    force: s.stopForce,
+    model,
+    op: e.op,
+    reason: e.reason,
+    force: e.force,
     deadline: now + s.policy.stopTimeout,
   });
 }
 
-function transition(ctx: Ctx, to: LifecycleState, reason: string, model: string | null = ctx.s.active): void {
-  const { s, now } = ctx;
-  if (s.lifecycle === to) return;
-  s.reason = reason;
-  ctx.fx.push({ type: "transition", from: s.lifecycle, to, reason, model, durationMs: now - s.since });
-  s.lifecycle = to;
-  s.since = now;
+// ---- admin bookkeeping ----
+
+function finishAdmin(ctx: Ctx, kind: PendingAdmin["kind"], model: string): void {
+  const { s } = ctx;
+  const done: string[] = [];
+  s.admin = s.admin.map((a) => {
+    if (a.kind !== kind || !a.models.includes(model)) return a;
+    const models = a.models.filter((m) => m !== model);
+    if (models.length === 0) done.push(a.id);
+    return { ...a, models };
+  }).filter((a) => !done.includes(a.id));
+  if (done.length) ctx.fx.push({ type: "done", ids: done });
 }
 
-function recordError(ctx: Ctx, model: string | null, reason: string): void {
+function rejectAdmin(
+  ctx: Ctx,
+  kind: PendingAdmin["kind"],
+  model: string,
+  message: string,
+  code = "model_unavailable",
+): void {
+  const { s } = ctx;
+  const ids = s.admin.filter((a) => a.kind === kind && a.models.includes(model)).map((a) => a.id);
+  if (!ids.length) return;
+  s.admin = s.admin.filter((a) => !ids.includes(a.id));
+  ctx.fx.push(reject(ids, 503, code, message, s.policy.unavailableRetryAfter));
+}
+
+// ---- helpers ----
+
+function newEngine(model: string, gpus: readonly string[], policy: ModelPolicy, now: number): EngineState {
+  return {
+    model,
+    status: "starting",
+    gpus: [...gpus],
+    share: policy.share,
+    since: now,
+    op: 0,
+    busy: false,
+    readySince: null,
+    lastUsed: now,
+    opStartedAt: null,
+    deadline: null,
+    asleep: false,
+    sleepLevel: null,
+    then: null,
+    reason: "",
+    evictedFor: null,
+    force: false,
+    stopAttempts: 0,
+    stoppingFromSleep: false,
+    switchFrom: null,
+    switchAt: null,
+  };
+}
+
+/** A writable copy of the engine, stored in the draft. */
+function edit(ctx: Ctx, model: string): EngineState {
+  const copy = { ...ctx.s.engines[model] };
+  ctx.s.engines[model] = copy;
+  return copy;
+}
+
+/** The engine when `op` is its current operation and it is in `status`, else undefined (a stale result). */
+function current(s: Draft, model: string, op: number, status: EngineState["status"]): EngineState | undefined {
+  const e = s.engines[model];
+  return e && e.op === op && e.status === status ? e : undefined;
+}
+
+function transitional(e: EngineState): boolean {
+  return e.status === "starting" || e.status === "waking" || (e.status === "sleeping" && !e.asleep);
+}
+
+function sleepsBeforeIdle(policy: ModelPolicy): boolean {
+  return policy.sleepAfter !== null && policy.sleepAfter < policy.idleTimeout;
+}
+
+function setReason(ctx: Ctx, model: string, reason: string): void {
+  ctx.reasons.set(model, reason);
+  ctx.s.reason = `${model}: ${reason}`;
+}
+
+function recordError(ctx: Ctx, model: string, reason: string): void {
   const { s, now } = ctx;
-  if (model !== null) s.errors[model] = { reason, at: now };
+  s.errors[model] = { reason, at: now };
   s.lastError = { model, reason, at: now };
+}
+
+function isWaiting(s: SchedulerState, model: string): boolean {
+  return s.held.some((h) => h.model === model);
+}
+
+/** Models with held requests, the one whose oldest request is oldest first (held is in arrival order). */
+function waitingModels(s: SchedulerState): string[] {
+  const seen = new Set<string>();
+  for (const h of s.held) seen.add(h.model);
+  return [...seen];
 }
 
 function takeHeld(s: Draft, match: (h: HeldRequest) => boolean): HeldRequest[] {
@@ -601,14 +1025,8 @@ function takeHeld(s: Draft, match: (h: HeldRequest) => boolean): HeldRequest[] {
   return taken;
 }
 
-/** The model (other than `except`) whose oldest waiting request is the oldest; held is in arrival order. */
-function oldestWaitingModel(held: readonly HeldRequest[], except: string | null): string | null {
-  for (const h of held) if (h.model !== except) return h.model;
-  return null;
-}
-
-function inflightCount(s: SchedulerState, model: string | null): number {
-  return model === null ? s.inflight.size : s.inflightByModel[model] ?? 0;
+function inflightOf(s: SchedulerState, model: string): number {
+  return s.inflightByModel[model] ?? 0;
 }
 
 function addInflight(s: Draft, id: string, model: string): void {
@@ -616,18 +1034,16 @@ function addInflight(s: Draft, id: string, model: string): void {
   s.inflightByModel[model] = (s.inflightByModel[model] ?? 0) + 1;
 }
 
-function removeInflight(s: Draft, id: string): string {
-  const model = s.inflight.get(id)!;
+function removeInflight(s: Draft, id: string, model: string): void {
   s.inflight.delete(id);
   const left = (s.inflightByModel[model] ?? 1) - 1;
   if (left > 0) s.inflightByModel[model] = left;
   else delete s.inflightByModel[model];
-  return model;
 }
 
-function rejectEffect(
+function reject(
   ids: string[],
-  status: 429 | 503 | 504,
+  status: 409 | 429 | 503 | 504,
   code: string,
   message: string,
   retryAfter?: number,
@@ -637,25 +1053,114 @@ function rejectEffect(
     : { type: "reject", ids, status, code, message, retryAfter };
 }
 
+function shuttingDown(ids: string[], s: SchedulerState): SchedulerEffect {
+  return reject(ids, 503, "shutting_down", "the proxy is shutting down", s.policy.unavailableRetryAfter);
+}
+
+/** The earliest time something is due: held deadlines, operation and drain deadlines, idle and sleep timers. */
+function nextDeadline(ctx: Ctx): number | null {
+  const { s, now } = ctx;
+  let at = Number.POSITIVE_INFINITY;
+  for (const h of s.held) if (h.deadline < at) at = h.deadline;
+  if (s.observed) {
+    for (const t of ctx.recheck) if (t < at) at = t;
+    for (const e of Object.values(s.engines)) {
+      if (e.deadline !== null && e.deadline < at) at = e.deadline;
+      if (e.busy || isWaiting(s, e.model)) continue;
+      const policy = modelPolicy(s.policy, e.model);
+      if (e.status === "ready" && inflightOf(s, e.model) === 0) {
+        at = Math.min(at, e.lastUsed + policy.idleTimeout);
+        if (sleepsBeforeIdle(policy)) at = Math.min(at, e.lastUsed + policy.sleepAfter!);
+      } else if (e.status === "sleeping") at = Math.min(at, e.lastUsed + policy.idleTimeout);
+    }
+  }
+  return Number.isFinite(at) && at > now ? at : null;
+}
+
+function emitTransitions(ctx: Ctx, before: SchedulerState): void {
+  const { s, now } = ctx;
+  const models = new Set([
+    ...Object.keys(before.engines),
+    ...Object.keys(s.engines),
+    ...Object.keys(before.errors),
+    ...Object.keys(s.errors),
+  ]);
+  for (const model of models) {
+    const from = modelStatusOf(before, model);
+    const to = modelStatusOf(s, model);
+    if (from === to) continue;
+    const since = before.engines[model]?.since ?? now;
+    ctx.fx.push({
+      type: "transition",
+      model,
+      from,
+      to,
+      reason: ctx.reasons.get(model) ?? to,
+      durationMs: now - since,
+    });
+  }
+}
+
+// ---- views ----
+
 /**
- * Status of one model for GET /v1/models.
+ * Status of one model for GET /v1/models and /admin/status.
  *
  * @example
  * ```ts
  * import { parseConfig } from "../config/define.ts";
  * import { modelStatusOf } from "./decide.ts";
  * import { initialState, policyFromConfig } from "./state.ts";
- * modelStatusOf(initialState(policyFromConfig(parseConfig({})), 0), "a"); // "cold"
+ * modelStatusOf(initialState(policyFromConfig(parseConfig({}))), "a"); // "cold"
  * ```
  */
 export function modelStatusOf(s: SchedulerState, model: string): ModelStatus {
-  if (s.active === model && s.observed) {
-    if (s.lifecycle === "starting") return "starting";
-    if (s.lifecycle === "ready") return "ready";
-    if (s.lifecycle === "draining") return "draining";
-    if (s.lifecycle === "stopping" || s.lifecycle === "switching") return s.errors[model] ? "failed" : "stopping";
-  }
+  const e = s.observed ? s.engines[model] : undefined;
+  if (e) return e.status === "stopping" && s.errors[model] ? "failed" : e.status;
   return s.errors[model] ? "failed" : "cold";
+}
+
+/**
+ * The seed's single lifecycle, derived from the engines (the `state{state}` metric and /admin/status `state`):
+ * switching while an engine stops to make room, else starting, draining, stopping, ready, idle by precedence.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "../config/define.ts";
+ * import { lifecycleOf } from "./decide.ts";
+ * import { initialState, policyFromConfig } from "./state.ts";
+ * lifecycleOf(initialState(policyFromConfig(parseConfig({})))); // "idle"
+ * ```
+ */
+export function lifecycleOf(s: SchedulerState): LifecycleState {
+  if (!s.observed) return "idle";
+  const statuses = new Set(Object.values(s.engines).map((e) => e.status));
+  const waitingForRoom = Object.keys(s.plans).length > 0;
+  if (statuses.has("stopping") && waitingForRoom) return "switching";
+  if (statuses.has("starting") || statuses.has("waking")) return "starting";
+  if (statuses.has("draining")) return "draining";
+  if (statuses.has("stopping")) return "stopping";
+  if (statuses.has("ready")) return "ready";
+  return "idle";
+}
+
+/**
+ * The model the seed's status calls active: the most recently used awake engine (ready first), else null.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "../config/define.ts";
+ * import { activeModelOf } from "./decide.ts";
+ * import { initialState, policyFromConfig } from "./state.ts";
+ * activeModelOf(initialState(policyFromConfig(parseConfig({})))); // null
+ * ```
+ */
+export function activeModelOf(s: SchedulerState): string | null {
+  if (!s.observed) return null;
+  const rank = (e: EngineState) => e.status === "ready" ? 0 : e.status === "sleeping" ? 2 : 1;
+  const awake = Object.values(s.engines).filter((e) => !(e.status === "sleeping" && e.asleep));
+  awake.sort((a, b) => rank(a) - rank(b) || b.lastUsed - a.lastUsed);
+  return awake[0]?.model ?? null;
 }
 
 /**
@@ -666,7 +1171,7 @@ export function modelStatusOf(s: SchedulerState, model: string): ModelStatus {
  * import { parseConfig } from "../config/define.ts";
  * import { countByModel } from "./decide.ts";
  * import { initialState, policyFromConfig } from "./state.ts";
- * countByModel(initialState(policyFromConfig(parseConfig({})), 0)).held; // {}
+ * countByModel(initialState(policyFromConfig(parseConfig({})))).held; // {}
  * ```
  */
 export function countByModel(s: SchedulerState): { held: Record<string, number>; inflight: Record<string, number> } {
@@ -675,4 +1180,29 @@ export function countByModel(s: SchedulerState): { held: Record<string, number>;
   for (const h of s.held) if (!h.admin) held[h.model] = (held[h.model] ?? 0) + 1;
   for (const [model, n] of Object.entries(s.inflightByModel)) inflight[model] = n;
   return { held, inflight };
+}
+
+/**
+ * Awake share (thousandths) and the models on each GPU: engines that are starting, ready, waking, draining,
+ * falling asleep or stopping count; a confirmed sleeper counts only where sleeping keeps the GPU.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "../config/define.ts";
+ * import { gpuUsageOf } from "./decide.ts";
+ * import { initialState, policyFromConfig } from "./state.ts";
+ * gpuUsageOf(initialState(policyFromConfig(parseConfig({}))))["0"].awake; // 0
+ * ```
+ */
+export function gpuUsageOf(s: SchedulerState): Record<string, { awake: number; models: string[] }> {
+  const out: Record<string, { awake: number; models: string[] }> = {};
+  for (const g of s.policy.gpuIds) out[g] = { awake: 0, models: [] };
+  for (const e of Object.values(s.engines)) {
+    for (const g of e.gpus) {
+      const gpu = out[g] ??= { awake: 0, models: [] };
+      gpu.models.push(e.model);
+      if (!e.asleep || s.policy.sleepHoldsGpu) gpu.awake += e.share;
+    }
+  }
+  return out;
 }

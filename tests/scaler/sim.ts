@@ -1,7 +1,10 @@
 /**
  * A synchronous harness around the pure `decide`: feeds events at a fake
  * time, plays the driver's single timer faithfully (a `tick` exactly when the
- * last `schedule` asked for it), and records every effect.
+ * last `schedule` asked for it), answers backend operations on demand, and
+ * records every effect. `ledger()` recomputes every GPU's awake share from
+ * the effects alone (what a real GPU would see), independent of the
+ * scheduler's own accounting.
  *
  * @module
  */
@@ -27,11 +30,14 @@ export class Sim {
   /** Every effect so far. */
   log: SchedulerEffect[] = [];
 
-  /** Config as the user writes it; `observe` (default absent) is applied at once unless null. */
-  constructor(config: ChillConfigInput = {}, observe: ObservedEngine | null = { phase: "absent", model: null }) {
-    const parsed = parseConfig(config);
-    this.state = initialState(policyFromConfig(parsed, parsed.models), this.now);
-    if (observe) this.send({ type: "observed", op: 0, engine: observe });
+  /**
+   * Config as the user writes it (`enableModelSwitch` and a process backend by default); the world is observed
+   * at once as `observe` (default: no engine) unless it is null.
+   */
+  constructor(config: ChillConfigInput = {}, observe: ObservedEngine[] | null = []) {
+    const parsed = parseConfig({ backend: "process", ...config });
+    this.state = initialState(policyFromConfig(parsed, parsed.models));
+    if (observe) this.send({ type: "observed", op: 0, engines: observe });
   }
 
   /** Applies one event now; returns its effects. */
@@ -64,13 +70,43 @@ export class Sim {
     return this.send({ type: "release", id });
   }
 
-  /** Answers the pending start/waitReady with success. */
-  started(): SchedulerEffect[] {
-    return this.send({ type: "started", op: this.state.op });
+  /** The current op of `model`'s engine (throws when it has none). */
+  op(model: string): number {
+    const e = this.state.engines[model];
+    if (!e) throw new Error(`no engine for ${model}`);
+    return e.op;
   }
 
-  stopped(): SchedulerEffect[] {
-    return this.send({ type: "stopped", op: this.state.op });
+  /** Answers `model`'s pending start/waitReady with success. */
+  started(model: string): SchedulerEffect[] {
+    return this.send({ type: "started", model, op: this.op(model) });
+  }
+
+  startFailed(model: string, reason = "boom"): SchedulerEffect[] {
+    return this.send({ type: "startFailed", model, op: this.op(model), reason });
+  }
+
+  slept(model: string): SchedulerEffect[] {
+    return this.send({ type: "slept", model, op: this.op(model) });
+  }
+
+  woke(model: string): SchedulerEffect[] {
+    return this.send({ type: "woke", model, op: this.op(model) });
+  }
+
+  wakeFailed(model: string, reason = "CUDA out of memory"): SchedulerEffect[] {
+    return this.send({ type: "wakeFailed", model, op: this.op(model), reason });
+  }
+
+  stopped(model: string): SchedulerEffect[] {
+    return this.send({ type: "stopped", model, op: this.op(model) });
+  }
+
+  /** Status of `model` as the API shows it. */
+  status(model: string): string {
+    const e = this.state.engines[model];
+    if (e) return e.status === "stopping" && this.state.errors[model] ? "failed" : e.status;
+    return this.state.errors[model] ? "failed" : "cold";
   }
 
   /** Effects of one type in `effects` (default: all so far). */
@@ -88,7 +124,7 @@ export class Sim {
     return this.of("reject", effects).find((r) => r.ids.includes(id));
   }
 
-  inflight(): number {
-    return this.state.inflight.size;
+  inflight(model?: string): number {
+    return model === undefined ? this.state.inflight.size : this.state.inflightByModel[model] ?? 0;
   }
 }
