@@ -145,9 +145,22 @@ export class Histogram extends Metric {
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 const STARTUP_BUCKETS = [1, 5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 900];
+const WAKE_BUCKETS = [0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120];
 
 /** Lifecycle states reported by `vllm_chill_state{state}`. */
 export const STATES = ["idle", "starting", "ready", "draining", "switching", "stopping"] as const;
+
+/** Per-model states reported by `vllm_chill_model_state{model,state}`. */
+export const MODEL_STATES = [
+  "cold",
+  "starting",
+  "ready",
+  "sleeping",
+  "waking",
+  "draining",
+  "stopping",
+  "failed",
+] as const;
 
 /**
  * Every metric vllm-chill exports. One instance per proxy.
@@ -188,6 +201,23 @@ export function createMetrics() {
     replicas: new Gauge(`${p}replicas`, "Replicas (engines) the backend runs.", []),
     activeModel: new Gauge(`${p}active_model`, "1 for the model configured on the engine.", ["model"]),
     state: new Gauge(`${p}state`, "1 for the current lifecycle state.", ["state"]),
+    modelState: new Gauge(`${p}model_state`, "1 for each model's current state.", ["model", "state"]),
+    wakeSeconds: new Histogram(
+      `${p}wake_seconds`,
+      "From the decision to wake a sleeping engine until it serves again.",
+      [],
+      WAKE_BUCKETS,
+    ),
+    sleepsTotal: new Counter(`${p}sleeps_total`, "Engines put to sleep (vLLM sleep mode), by level.", [
+      "model",
+      "level",
+    ]),
+    evictionsTotal: new Counter(
+      `${p}evictions_total`,
+      "Engines put to sleep or stopped to make room for another model (idle timers are not evictions).",
+      ["model", "action"],
+    ),
+    gpuAwakeShare: new Gauge(`${p}gpu_awake_share`, "Sum of the shares of the awake engines on each GPU.", ["gpu"]),
   };
   for (const s of STATES) metrics.state.set({ state: s }, s === "idle" ? 1 : 0);
   metrics.replicas.set({}, 0);
@@ -196,6 +226,10 @@ export function createMetrics() {
     /** Sets `state{state}` to 1 for `current` and 0 for the others. */
     setState(current: (typeof STATES)[number]): void {
       for (const s of STATES) metrics.state.set({ state: s }, s === current ? 1 : 0);
+    },
+    /** Sets `model_state{model,state}` to 1 for `model`'s `current` state and 0 for its others. */
+    setModelState(model: string, current: (typeof MODEL_STATES)[number]): void {
+      for (const s of MODEL_STATES) metrics.modelState.set({ model, state: s }, s === current ? 1 : 0);
     },
     /** Prometheus text of every metric. */
     render(): string {

@@ -1,19 +1,20 @@
 /**
- * The Kubernetes backend: one vLLM Deployment is the engine slot. Starting
+ * The Kubernetes backend, shared layout: one vLLM Deployment is the only
+ * engine slot (one model at a time; the scheduler's policy says so). Starting
  * writes the model's configuration (model switching) and scales to 1, then
  * waits (watch) for a Ready pod and for vLLM's own /health through the
  * upstream URL; stopping scales to 0 and waits until the pod is really gone.
  *
  * @module
  */
-import type { ChillConfig, NamedModel } from "../config/schema.ts";
+import type { ChillConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { ModelRegistry } from "../models/registry.ts";
 import type { KubeClient } from "../kube/client.ts";
 import { ForbiddenError, KubeError, UnavailableError } from "../kube/errors.ts";
 import { type KubeState, toObserved } from "../kube/state.ts";
 import { watchPodLost } from "../kube/waits.ts";
-import { type Backend, BackendError, type Observed, type WaitOptions } from "./types.ts";
+import { type Backend, BackendError, type EngineLaunch, type Observed, type WaitOptions } from "./types.ts";
 
 /** Options of {@link createKubernetesBackend}. */
 export interface KubernetesBackendOptions {
@@ -54,7 +55,9 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
       .replace(/\/+$/, "");
   const doFetch = options.fetch ?? fetch;
   const closer = new AbortController();
-  const listeners = new Set<(reason: string) => void>();
+  const listeners = new Set<(key: string, reason: string) => void>();
+  /** The key of the engine the Deployment runs (from the last start or observe). */
+  let currentKey: string | null = null;
   let ensured = options.resourcesEnsured ?? false;
   let monitor: AbortController | undefined;
   let last: { state?: KubeState; readyPod?: string; progress?: string; at?: string } = {};
@@ -75,9 +78,11 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
       if (monitor === controller) monitor = undefined;
       last = { ...last, readyPod: undefined, progress: reason };
       log.warn("vLLM engine failed while ready", { reason });
+      const key = currentKey;
+      if (key === null) return;
       for (const listener of listeners) {
         try {
-          listener(reason);
+          listener(key, reason);
         } catch (error) {
           log.error("failure listener threw", { error });
         }
@@ -109,15 +114,19 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
       try {
         const state = await client.readState({ signal: linked(signal) });
         last = { ...last, state, at: new Date().toISOString() };
-        return toObserved(state);
+        const observed = toObserved(state);
+        currentKey = observed.engines[0]?.key ?? currentKey;
+        return observed;
       } catch (error) {
         throw toBackendError(error, "reading the vLLM state", signal);
       }
     },
 
-    async start(model: NamedModel | null, options: WaitOptions): Promise<void> {
+    async start(launch: EngineLaunch, options: WaitOptions): Promise<void> {
+      const { model } = launch;
       const signal = linked(options.signal);
       stopMonitor();
+      currentKey = launch.key;
       try {
         if (model && config.enableModelSwitch) {
           // Resources may be missing (no model at start, or deleted since): create what is missing first.
@@ -134,11 +143,24 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
       await becomeReady(model ? `model ${model.name}` : "vLLM", options);
     },
 
-    async waitReady(model: NamedModel | null, options: WaitOptions): Promise<void> {
-      await becomeReady(model ? `model ${model.name}` : "vLLM", options);
+    async waitReady(launch: EngineLaunch, options: WaitOptions): Promise<void> {
+      currentKey = launch.key;
+      await becomeReady(launch.model ? `model ${launch.model.name}` : "vLLM", options);
     },
 
-    async stop(options: WaitOptions & { force?: boolean; reason: string }): Promise<void> {
+    sleep(key: string): Promise<void> {
+      return Promise.reject(
+        new BackendError("failed", `sleep mode is not available on this backend yet (model ${key})`),
+      );
+    },
+
+    wake(key: string): Promise<void> {
+      return Promise.reject(
+        new BackendError("failed", `sleep mode is not available on this backend yet (model ${key})`),
+      );
+    },
+
+    async stop(_key: string, options: WaitOptions & { force?: boolean; reason: string }): Promise<void> {
       const signal = linked(options.signal);
       stopMonitor();
       last = { ...last, readyPod: undefined, progress: `stopping: ${options.reason}` };
@@ -166,7 +188,7 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
       return upstreamUrl;
     },
 
-    onFailure(listener: (reason: string) => void): void {
+    onFailure(listener: (key: string, reason: string) => void): void {
       listeners.add(listener);
     },
 

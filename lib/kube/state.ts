@@ -6,6 +6,9 @@
  * @module
  */
 import type { EnginePhase, Observed } from "../backend/types.ts";
+
+/** The phase of the Deployment's engine: a backend phase, or absent (no replica wanted, no pod). */
+export type DeploymentPhase = EnginePhase | "absent";
 import { callOptions, type KubeContext } from "./context.ts";
 import { NotFoundError, toKubeError } from "./errors.ts";
 import { listPods, podSelector, type PodState, podState } from "./pods.ts";
@@ -27,7 +30,7 @@ export interface KubeState {
   /** Every pod of the Deployment. */
   pods: PodState[];
   /** The engine phase these add up to. */
-  phase: EnginePhase;
+  phase: DeploymentPhase;
   /** Why, when pending/starting/failed/terminating. */
   reason?: string;
 }
@@ -66,13 +69,14 @@ export async function readState(
  * @example
  * ```ts
  * import { toObserved } from "./state.ts";
- * toObserved({ replicas: 0, deploymentExists: true, activeModel: null, pods: [], phase: "absent" }).phase; // "absent"
+ * toObserved({ replicas: 0, deploymentExists: true, activeModel: null, pods: [], phase: "absent" }).engines; // []
  * ```
  */
 export function toObserved(state: KubeState): Observed {
-  const observed: Observed = { replicas: state.replicas, activeModel: state.activeModel, phase: state.phase };
-  if (state.reason) observed.reason = state.reason;
-  return observed;
+  if (state.phase === "absent") return { engines: [] };
+  return {
+    engines: [{ key: state.activeModel, phase: state.phase, ...(state.reason ? { reason: state.reason } : {}) }],
+  };
 }
 
 /**
@@ -84,7 +88,7 @@ export function toObserved(state: KubeState): Observed {
  * summarize(1, []).phase; // "pending"
  * ```
  */
-export function summarize(replicas: number, pods: PodState[]): { phase: EnginePhase; reason?: string } {
+export function summarize(replicas: number, pods: PodState[]): { phase: DeploymentPhase; reason?: string } {
   const live = pods.filter((p) => p.phase !== "Terminating");
   const terminating = pods.filter((p) => p.phase === "Terminating");
   if (live.some((p) => p.phase === "Ready")) return { phase: "ready" };

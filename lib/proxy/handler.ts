@@ -615,13 +615,13 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
 
   async function adminUnload(req: Request, wait: boolean): Promise<Response> {
     if (!wait) {
-      gate.unload({ signal: new AbortController().signal }).catch((error) =>
+      gate.unload(null, { signal: new AbortController().signal }).catch((error) =>
         log.warn("admin unload failed", { error: (error as Error)?.message })
       );
       return Response.json({ status: "unloading" }, { status: 202 });
     }
     try {
-      await gate.unload({ signal: req.signal });
+      await gate.unload(null, { signal: req.signal });
       return Response.json({ status: "stopped" });
     } catch (error) {
       return adminFailure(error);

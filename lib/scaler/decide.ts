@@ -102,7 +102,10 @@ export function decide(state: SchedulerState, event: SchedulerEvent, now: number
   if (s.shuttingDown && !AFTER_SHUTDOWN.has(event.type)) return { state: s, effects: ctx.fx };
 
   handle(ctx, event);
+  // The lifecycle is announced after the event and again after what follows (stopped: idle, then starting).
+  announceLifecycle(ctx);
   if (event.type !== "shutdown") converge(ctx);
+  announceLifecycle(ctx);
   emitTransitions(ctx, state);
   return { state: s, effects: ctx.fx };
 }
@@ -348,14 +351,20 @@ function onStopFailed(ctx: Ctx, model: string, reason: string): void {
           ids,
           503,
           "model_unavailable",
-          `model "${waiting}" cannot start: the engine of "${model}" did not stop`,
+          `model "${waiting}" cannot start: the engine of "${model}" did not stop (${reason})`,
           s.policy.unavailableRetryAfter,
         ),
       );
     }
     delete s.plans[waiting];
   }
-  rejectAdmin(ctx, "unload", model, `unload failed: the engine of "${model}" did not stop`, "unload_failed");
+  rejectAdmin(
+    ctx,
+    "unload",
+    model,
+    `unload failed: the engine of "${model}" did not stop (${reason})`,
+    "unload_failed",
+  );
   // Read the world back and continue from what it says.
   s.observed = false;
   s.op++;
@@ -706,7 +715,7 @@ function occupants(s: Draft, self: string, forced: boolean, now: number): Occupa
 function evict(ctx: Ctx, victim: string, forModel: string, how: "now" | "drain"): void {
   const { s } = ctx;
   const e = s.engines[victim];
-  const reason = `making room for ${forModel}`;
+  const reason = `switch to ${forModel}`;
   const sleeps = !s.policy.sleepHoldsGpu && modelPolicy(s.policy, victim).sleepAfter !== null &&
     s.policy.maxSleeping > 0;
   if (e.status === "sleeping") {
@@ -1077,8 +1086,26 @@ function nextDeadline(ctx: Ctx): number | null {
   return Number.isFinite(at) && at > now ? at : null;
 }
 
+function announceLifecycle(ctx: Ctx): void {
+  const { s, now } = ctx;
+  const to = lifecycleOf(s);
+  if (to === s.lifecycle) return;
+  ctx.fx.push({
+    type: "lifecycle",
+    from: s.lifecycle,
+    to,
+    reason: s.reason,
+    model: activeModelOf(s) ?? Object.keys(s.plans)[0] ?? null,
+    durationMs: now - s.lifecycleSince,
+  });
+  s.lifecycle = to;
+  s.lifecycleSince = now;
+}
+
+/** Status changes go first: listeners see a model ready before its requests are granted. */
 function emitTransitions(ctx: Ctx, before: SchedulerState): void {
   const { s, now } = ctx;
+  const transitions: SchedulerEffect[] = [];
   const models = new Set([
     ...Object.keys(before.engines),
     ...Object.keys(s.engines),
@@ -1090,7 +1117,7 @@ function emitTransitions(ctx: Ctx, before: SchedulerState): void {
     const to = modelStatusOf(s, model);
     if (from === to) continue;
     const since = before.engines[model]?.since ?? now;
-    ctx.fx.push({
+    transitions.push({
       type: "transition",
       model,
       from,
@@ -1099,6 +1126,7 @@ function emitTransitions(ctx: Ctx, before: SchedulerState): void {
       durationMs: now - since,
     });
   }
+  if (transitions.length) ctx.fx.unshift(...transitions);
 }
 
 // ---- views ----

@@ -1,29 +1,45 @@
 /**
  * The scaler's driver: turns HTTP arrivals, backend results, timers and
  * shutdown into events, runs them one at a time through `decide`, and
- * executes the effects — backend calls (serialized, each with a deadline and
- * an AbortSignal), grants and rejections of waiting callers, the single
- * timer, logs and metrics. It implements the proxy's {@link Gate}.
+ * executes the effects — backend operations (per engine: a newer operation
+ * on an engine aborts its older one; different engines run concurrently;
+ * each with a deadline and an AbortSignal), grants and rejections of waiting
+ * callers, the single timer, logs and metrics. It implements the proxy's
+ * {@link Gate}.
  *
  * @module
  */
 import type { Backend, Observed } from "../backend/types.ts";
+import type { NamedModel } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { ModelRegistry } from "../models/registry.ts";
 import { type Clock, realClock, type TimerHandle } from "./clock.ts";
-import { countByModel, decide, modelStatusOf } from "./decide.ts";
+import { activeModelOf, countByModel, decide, gpuUsageOf, lifecycleOf, modelStatusOf } from "./decide.ts";
 import {
   initialState,
+  type ModelTransition,
   type ObservedEngine,
   type Policy,
   type PolicyConfig,
   policyFromConfig,
+  type PolicyModel,
   type SchedulerEffect,
   type SchedulerEvent,
   type SchedulerState,
+  WHOLE_GPU,
 } from "./state.ts";
-import { type Gate, type Lease, type LifecycleState, type ModelStatus, Rejection, type ScalerStatus } from "./types.ts";
+import {
+  type Gate,
+  type GpuView,
+  type Lease,
+  type LifecycleState,
+  type ModelStatus,
+  type ModelView,
+  type RecentOperation,
+  Rejection,
+  type ScalerStatus,
+} from "./types.ts";
 
 /**
  * The model key used for every request in scale-only mode.
@@ -36,7 +52,10 @@ import { type Gate, type Lease, type LifecycleState, type ModelStatus, Rejection
  */
 export const SCALE_ONLY_KEY = "*";
 
-/** A lifecycle change, as given to `onTransition` listeners. */
+/** Recent operations kept for /admin/status and the dashboard. */
+const RECENT_LIMIT = 20;
+
+/** A change of the seed's single lifecycle, as given to `onTransition` listeners. */
 export interface TransitionInfo {
   from: LifecycleState;
   to: LifecycleState;
@@ -45,11 +64,14 @@ export interface TransitionInfo {
   durationMs: number;
 }
 
+/** A model's status change, as given to `onModelTransition` listeners. */
+export type ModelTransitionInfo = Omit<ModelTransition, "type">;
+
 /** What `createScaler` needs. */
 export interface ScalerOptions {
   backend: Backend;
   registry: ModelRegistry;
-  config: PolicyConfig;
+  config: PolicyConfig & { defaultModel?: string };
   /** Defaults to the real clock. */
   clock?: Clock;
   log: Logger;
@@ -70,12 +92,19 @@ export interface Scaler extends Gate {
   ready(): boolean;
   /**
    * Refuses waiting and new requests with 503 `shutting_down`, aborts pending
-   * backend waits and the timer. Does NOT stop the engine: the cluster state
-   * is the truth and a restarted or sibling proxy continues from it.
+   * backend waits and the timer. Does NOT stop engines: the world is the
+   * truth and a restarted proxy continues from it.
    */
   shutdown(): Promise<void>;
-  /** Calls `listener` on every lifecycle change; returns a function that unsubscribes. */
+  /** Calls `listener` on every change of the derived lifecycle; returns a function that unsubscribes. */
   onTransition(listener: (t: TransitionInfo) => void): () => void;
+  /** Calls `listener` on every model status change; returns a function that unsubscribes. */
+  onModelTransition(listener: (t: ModelTransitionInfo) => void): () => void;
+  /**
+   * Calls `listener` (no arguments, cheaply) after anything that may change the status (a decision, a warm
+   * request or release); returns a function that unsubscribes.
+   */
+  onChange(listener: () => void): () => void;
 }
 
 type Waiter =
@@ -134,16 +163,23 @@ class ScalerDriver implements Scaler {
   #warmGranted = false;
   #timer: TimerHandle | null = null;
   #timerAt: number | null = null;
-  #opController: AbortController | null = null;
-  #chain: Promise<void> = Promise.resolve();
+  /** The operation in progress on each engine; a newer one aborts it. */
+  #ops = new Map<string, AbortController>();
+  #pending = new Set<Promise<void>>();
   #closing = new AbortController();
   #observing: Promise<void> | null = null;
   #started: Promise<void> | null = null;
   #listeners = new Set<(t: TransitionInfo) => void>();
+  #modelListeners = new Set<(t: ModelTransitionInfo) => void>();
+  #changeListeners = new Set<() => void>();
   #unsubscribeRegistry: () => void;
   #gaugeHeld = new Map<string, number>();
   #gaugeInflight = new Map<string, number>();
-  #activeLabel: string | null = null;
+  #gaugeActive = new Set<string>();
+  #gaugeGpu = new Map<string, number>();
+  #recent: RecentOperation[] = [];
+  #lastWake = new Map<string, number>();
+  #lastColdStart = new Map<string, number>();
 
   constructor(options: ScalerOptions) {
     this.#backend = options.backend;
@@ -157,24 +193,25 @@ class ScalerDriver implements Scaler {
     this.#unsubscribeRegistry = this.#registry.onChange(() =>
       this.#dispatch({ type: "configure", policy: this.#policy() })
     );
-    this.#backend.onFailure((reason) => {
-      if (!this.#closing.signal.aborted) this.#dispatch({ type: "engineFailed", reason });
+    this.#backend.onFailure((key, reason) => {
+      if (!this.#closing.signal.aborted) this.#dispatch({ type: "engineFailed", model: key, reason });
     });
+    this.#syncGauges();
   }
 
   // ---- Gate ----
 
   tryAcquire(model: string): Lease | null {
     const s = this.#state;
-    if (this.#running || !s.observed || s.lifecycle !== "ready" || s.active !== model || s.shuttingDown) return null;
+    if (this.#running || !s.observed || s.shuttingDown || s.engines[model]?.status !== "ready") return null;
     const id = `w${++this.#seq}`;
-    if (s.held.length === 0 && s.timerAt === null) {
-      // Warm fast path: with nothing held and no timer armed, `decide` would only add the request to the in-flight
-      // set and grant it (no other effect, no timer): do exactly that, without copying the state.
+    if (s.held.length === 0) {
+      // Warm fast path: with nothing held, `decide` would only add the request to the in-flight set and grant it
+      // (a timer armed for this engine's idle time may fire early: a tick re-arms it). Done without copying.
       addInflight(s, id, model);
       try {
         const lease = this.#lease(id, model, 0);
-        this.#updateGauges();
+        this.#warm();
         return lease;
       } catch {
         this.#dispatch({ type: "release", id });
@@ -227,18 +264,43 @@ class ScalerDriver implements Scaler {
     } catch (err) {
       backend = { error: errorMessage(err) };
     }
+    const models: Record<string, ModelView> = {};
+    const keys = this.#scaleOnly ? [SCALE_ONLY_KEY] : this.#registry.list().map((m) => m.name);
+    for (const key of Object.keys(s.engines)) if (!keys.includes(key)) keys.push(key);
+    for (const key of keys) {
+      const e = s.observed ? s.engines[key] : undefined;
+      models[key] = {
+        status: modelStatusOf(s, key),
+        gpus: e ? [...e.gpus] : [],
+        share: (e?.share ?? (s.policy.models[key] ?? s.policy.defaults).share) / WHOLE_GPU,
+        inflight: inflight[key] ?? 0,
+        held: held[key] ?? 0,
+        lastUsed: e ? iso(e.lastUsed) : null,
+        lastColdStartMs: this.#lastColdStart.get(key) ?? null,
+        lastWakeMs: this.#lastWake.get(key) ?? null,
+        error: s.errors[key]?.reason ?? null,
+      };
+    }
+    const gpus: Record<string, GpuView> = {};
+    for (const [id, usage] of Object.entries(gpuUsageOf(s))) {
+      gpus[id] = { awakeShare: usage.awake / WHOLE_GPU, models: usage.models };
+    }
     return {
-      state: s.lifecycle,
-      activeModel: s.active,
-      nextModel: s.next,
+      state: lifecycleOf(s),
+      activeModel: activeModelOf(s),
+      nextModel: Object.keys(s.plans)[0] ?? null,
       held,
       inflight,
       lastActivity: iso(s.lastActivity),
       lastError: s.lastError && { model: s.lastError.model, reason: s.lastError.reason, at: iso(s.lastError.at)! },
       lastColdStartMs: s.lastColdStartMs,
       lastSwitchMs: s.lastSwitchMs,
+      lastWakeMs: s.lastWakeMs,
       backend,
       stateReason: s.reason,
+      models,
+      gpus,
+      recent: [...this.#recent],
     };
   }
 
@@ -246,14 +308,18 @@ class ScalerDriver implements Scaler {
     return this.#admin(options.signal, (id) => ({ type: "load", id, model }), true);
   }
 
-  unload(options: { signal: AbortSignal }): Promise<void> {
-    return this.#admin(options.signal, (id) => ({ type: "unload", id }), false);
+  sleep(model: string, options: { signal: AbortSignal }): Promise<void> {
+    return this.#admin(options.signal, (id) => ({ type: "sleep", id, model }), false);
+  }
+
+  unload(model: string | null, options: { signal: AbortSignal }): Promise<void> {
+    return this.#admin(options.signal, (id) => ({ type: "unload", id, model }), false);
   }
 
   // ---- lifecycle ----
 
   start(): Promise<void> {
-    this.#started ??= this.#observe(this.#state.op);
+    this.#started ??= this.#observe(this.#state.observeOp);
     return this.#started;
   }
 
@@ -265,16 +331,26 @@ class ScalerDriver implements Scaler {
     if (this.#closing.signal.aborted) return;
     this.#dispatch({ type: "shutdown" });
     this.#closing.abort(new Error("scaler shutting down"));
-    this.#opController?.abort(new Error("scaler shutting down"));
+    for (const controller of this.#ops.values()) controller.abort(new Error("scaler shutting down"));
     this.#setTimer(null);
     this.#unsubscribeRegistry();
-    await this.#chain;
+    await Promise.all([...this.#pending]);
     await this.#observing;
   }
 
   onTransition(listener: (t: TransitionInfo) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  onModelTransition(listener: (t: ModelTransitionInfo) => void): () => void {
+    this.#modelListeners.add(listener);
+    return () => this.#modelListeners.delete(listener);
+  }
+
+  onChange(listener: () => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
   }
 
   // ---- event loop ----
@@ -300,7 +376,7 @@ class ScalerDriver implements Scaler {
     } finally {
       this.#running = false;
     }
-    this.#updateGauges();
+    this.#afterDecisions();
   }
 
   #execute(effect: SchedulerEffect): void {
@@ -314,7 +390,7 @@ class ScalerDriver implements Scaler {
           const waiter = this.#take(id);
           waiter?.reject(new Rejection(effect.status, effect.code, effect.message, effect.retryAfter));
         }
-        if (effect.status !== 429) {
+        if (effect.status !== 429 && effect.status !== 409) {
           this.#log.warn("rejected", {
             count: effect.ids.length,
             status: effect.status,
@@ -333,21 +409,53 @@ class ScalerDriver implements Scaler {
         this.#setTimer(effect.at);
         break;
       case "transition":
-        this.#onTransition(effect);
+        this.#onModelTransition(effect);
+        break;
+      case "lifecycle":
+        this.#onLifecycle(effect);
         break;
       case "metric":
-        if (effect.name === "coldStart") this.#metrics.coldStartSeconds.observe({}, effect.ms / 1000);
-        else {
-          this.#metrics.modelSwitchesTotal.inc({ from: effect.from ?? "", to: effect.to });
-          this.#metrics.switchDurationSeconds.observe({}, effect.ms / 1000);
-        }
+        this.#onMetric(effect);
         break;
       case "start":
       case "waitReady":
         this.#startEngine(effect);
         break;
+      case "sleep":
+        this.#run(
+          effect.model,
+          effect.op,
+          (signal) => this.#backend.sleep(effect.model, effect.level, { signal, deadline: effect.deadline }),
+          {
+            ok: { type: "slept", model: effect.model, op: effect.op },
+            fail: (reason) => ({ type: "sleepFailed", model: effect.model, op: effect.op, reason }),
+          },
+        );
+        break;
+      case "wake":
+        this.#run(
+          effect.model,
+          effect.op,
+          (signal) => this.#backend.wake(effect.model, effect.level, { signal, deadline: effect.deadline }),
+          {
+            ok: { type: "woke", model: effect.model, op: effect.op },
+            fail: (reason) => ({ type: "wakeFailed", model: effect.model, op: effect.op, reason }),
+          },
+        );
+        break;
       case "stop":
-        this.#stopEngine(effect);
+        this.#metrics.scaleEventsTotal.inc({ direction: "down" });
+        this.#log.info("stopping engine", { model: effect.model, reason: effect.reason, force: effect.force });
+        this.#run(effect.model, effect.op, (signal) =>
+          this.#backend.stop(effect.model, {
+            signal,
+            deadline: effect.deadline,
+            force: effect.force,
+            reason: effect.reason,
+          }), {
+          ok: { type: "stopped", model: effect.model, op: effect.op },
+          fail: (reason) => ({ type: "stopFailed", model: effect.model, op: effect.op, reason }),
+        });
         break;
       case "observe":
         this.#observing = this.#observe(effect.op);
@@ -376,7 +484,8 @@ class ScalerDriver implements Scaler {
       lease = this.#lease(id, model, Math.max(0, this.#clock.now() - waiter.arrivedAt));
     } catch (err) {
       this.#dispatch({ type: "release", id });
-      waiter.reject(new Rejection(503, "model_unavailable", `no engine to forward to: ${errorMessage(err)}`, 5));
+      this.#log.warn("no engine to forward to", { model, error: errorMessage(err) });
+      waiter.reject(new Rejection(503, "model_unavailable", `model "${model}" has no engine to forward to`, 5));
       return;
     }
     waiter.resolve(lease);
@@ -394,7 +503,7 @@ class ScalerDriver implements Scaler {
     let released = false;
     return {
       model,
-      upstream: this.#backend.upstream(),
+      upstream: this.#backend.upstream(model),
       heldMs,
       release: () => {
         if (released) return;
@@ -405,23 +514,25 @@ class ScalerDriver implements Scaler {
   }
 
   /**
-   * A lease's release. Fast path when, besides this one, requests are still in flight with nothing held and no
-   * timer armed: `decide` would only remove it from the in-flight set and, for the active model, note the
-   * activity (no other effect, no timer), so that is done without copying the state.
+   * A lease's release. Fast path while the engine keeps other requests in flight and nothing is held: `decide`
+   * would only remove it from the in-flight set and note the engine's activity (no other effect, no timer
+   * change), so that is done without copying the state.
    */
   #release(id: string): void {
     const s = this.#state;
     const model = s.inflight.get(id);
     if (
-      this.#running || model === undefined || s.inflight.size < 2 || !s.observed || s.lifecycle !== "ready" ||
-      s.shuttingDown || s.held.length !== 0 || s.timerAt !== null
+      this.#running || model === undefined || (s.inflightByModel[model] ?? 0) < 2 || !s.observed ||
+      s.shuttingDown || s.held.length !== 0 || s.engines[model]?.status !== "ready"
     ) {
       this.#dispatch({ type: "release", id });
       return;
     }
     removeInflight(s, id, model);
-    if (model === s.active) s.lastActivity = this.#clock.now();
-    this.#updateGauges();
+    const now = this.#clock.now();
+    (s.engines[model] as { lastUsed: number }).lastUsed = now;
+    (s as { lastActivity: number | null }).lastActivity = now;
+    this.#warm();
   }
 
   #admin(signal: AbortSignal, event: (id: string) => SchedulerEvent, cancellable: boolean): Promise<void> {
@@ -430,7 +541,7 @@ class ScalerDriver implements Scaler {
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => {
         if (!this.#waiters.delete(id)) return;
-        // A load no longer forces the switch; an unload already under way continues.
+        // A load no longer forces room; a sleep or unload already under way continues.
         if (cancellable) this.#dispatch({ type: "cancel", id });
         reject(signal.reason);
       };
@@ -455,64 +566,50 @@ class ScalerDriver implements Scaler {
     }, Math.max(0, at - this.#clock.now()));
   }
 
-  // ---- backend operations (one at a time; a newer one aborts the older) ----
+  // ---- backend operations (per engine; a newer one aborts the older) ----
 
-  #runOp(
-    what: string,
+  #run(
+    key: string,
+    op: number,
     run: (signal: AbortSignal) => Promise<void>,
-    ok: () => SchedulerEvent,
-    fail: (reason: string) => SchedulerEvent,
+    answer: { ok: SchedulerEvent; fail: (reason: string) => SchedulerEvent },
   ): void {
-    this.#opController?.abort(new Error(`superseded by ${what}`));
+    this.#ops.get(key)?.abort(new Error(`superseded by op ${op}`));
     const controller = new AbortController();
-    this.#opController = controller;
-    this.#chain = this.#chain.then(async () => {
-      if (controller.signal.aborted) return;
+    this.#ops.set(key, controller);
+    const task = (async () => {
       let result: SchedulerEvent;
       try {
         await run(controller.signal);
-        result = ok();
+        result = answer.ok;
       } catch (err) {
-        result = fail(errorMessage(err));
+        result = answer.fail(errorMessage(err));
       }
-      if (this.#opController === controller) this.#opController = null;
+      if (this.#ops.get(key) === controller) this.#ops.delete(key);
       // Results of superseded operations carry an old op: decide ignores them.
-      this.#dispatch(result);
-    });
+      if (!controller.signal.aborted || !this.#closing.signal.aborted) this.#dispatch(result);
+    })();
+    this.#pending.add(task);
+    void task.finally(() => this.#pending.delete(task));
   }
 
   #startEngine(effect: Extract<SchedulerEffect, { type: "start" | "waitReady" }>): void {
-    const { op, model: key, deadline } = effect;
-    const model = this.#scaleOnly ? null : this.#registry.resolve(key);
+    const { op, model: key, deadline, gpus, sleepMode } = effect;
+    const model: NamedModel | null | undefined = this.#scaleOnly ? null : this.#registry.resolve(key);
     if (effect.type === "start") {
       this.#metrics.scaleEventsTotal.inc({ direction: "up" });
-      this.#metrics.replicas.set({}, 1);
+      this.#log.info("starting engine", { model: key, gpus, sleepMode });
     }
-    this.#runOp(
-      effect.type,
-      (signal) => {
-        if (model === undefined) return Promise.reject(new Error(`unknown model "${key}"`));
-        return effect.type === "start"
-          ? this.#backend.start(model, { signal, deadline })
-          : this.#backend.waitReady(model, { signal, deadline });
-      },
-      () => ({ type: "started", op }),
-      (reason) => ({ type: "startFailed", op, reason }),
-    );
-  }
-
-  #stopEngine(effect: Extract<SchedulerEffect, { type: "stop" }>): void {
-    const { op, reason, force, deadline } = effect;
-    this.#metrics.scaleEventsTotal.inc({ direction: "down" });
-    this.#runOp(
-      "stop",
-      async (signal) => {
-        await this.#backend.stop({ signal, deadline, force, reason });
-        this.#metrics.replicas.set({}, 0);
-      },
-      () => ({ type: "stopped", op }),
-      (why) => ({ type: "stopFailed", op, reason: why }),
-    );
+    this.#run(key, op, (signal) => {
+      if (model === undefined) return Promise.reject(new Error(`unknown model "${key}"`));
+      const launch = { key, model, gpus, sleepMode };
+      return effect.type === "start"
+        ? this.#backend.start(launch, { signal, deadline })
+        : this.#backend.waitReady(launch, { signal, deadline });
+    }, {
+      ok: { type: "started", model: key, op },
+      fail: (reason) => ({ type: "startFailed", model: key, op, reason }),
+    });
   }
 
   async #observe(op: number): Promise<void> {
@@ -522,8 +619,7 @@ class ScalerDriver implements Scaler {
       try {
         const observed = await this.#backend.observe(signal);
         if (signal.aborted) return;
-        this.#metrics.replicas.set({}, observed.replicas);
-        this.#dispatch({ type: "observed", op, engine: this.#engineOf(observed) });
+        this.#dispatch({ type: "observed", op, engines: this.#enginesOf(observed) });
         return;
       } catch (err) {
         if (signal.aborted) return;
@@ -534,43 +630,149 @@ class ScalerDriver implements Scaler {
     }
   }
 
-  #engineOf(observed: Observed): ObservedEngine {
-    const model = this.#scaleOnly ? SCALE_ONLY_KEY : observed.activeModel;
-    return observed.reason === undefined
-      ? { phase: observed.phase, model }
-      : { phase: observed.phase, model, reason: observed.reason };
+  #enginesOf(observed: Observed): ObservedEngine[] {
+    return observed.engines.map((o) => {
+      const model = this.#scaleOnly ? SCALE_ONLY_KEY : o.key;
+      const known = this.#scaleOnly || (o.key !== null && this.#registry.resolve(o.key)?.name === o.key);
+      return {
+        model: model ?? "(unknown)",
+        phase: o.phase,
+        ...(known ? {} : { unknown: true }),
+        ...(o.gpus ? { gpus: o.gpus } : {}),
+        ...(o.sleepLevel ? { sleepLevel: o.sleepLevel } : {}),
+        ...(o.reason !== undefined ? { reason: o.reason } : {}),
+      };
+    });
   }
 
   // ---- logs, metrics ----
 
-  #onTransition(t: TransitionInfo): void {
-    this.#log.info("state", { from: t.from, to: t.to, reason: t.reason, model: t.model, durationMs: t.durationMs });
-    this.#metrics.setState(t.to);
-    const label = t.to === "idle" ? null : this.#state.active ?? t.model;
-    if (label !== this.#activeLabel) {
-      if (this.#activeLabel !== null) this.#metrics.activeModel.set({ model: this.#activeLabel }, 0);
-      if (label !== null) this.#metrics.activeModel.set({ model: label }, 1);
-      this.#activeLabel = label;
+  #onModelTransition(t: ModelTransition): void {
+    const info: ModelTransitionInfo = {
+      model: t.model,
+      from: t.from,
+      to: t.to,
+      reason: t.reason,
+      durationMs: t.durationMs,
+    };
+    this.#log.info("model state", { ...info });
+    this.#metrics.setModelState(t.model, t.to);
+    if (t.to === "stopping" && t.from !== "stopping") this.#addRecent("stop", t.model, null);
+    for (const listener of this.#modelListeners) {
+      try {
+        listener(info);
+      } catch (err) {
+        this.#log.error("model transition listener failed", { error: errorMessage(err) });
+      }
     }
+  }
+
+  #onMetric(effect: Extract<SchedulerEffect, { type: "metric" }>): void {
+    switch (effect.name) {
+      case "coldStart":
+        this.#metrics.coldStartSeconds.observe({}, effect.ms / 1000);
+        this.#lastColdStart.set(effect.model, effect.ms);
+        this.#addRecent("coldStart", effect.model, effect.ms);
+        break;
+      case "wake":
+        this.#metrics.wakeSeconds.observe({}, effect.ms / 1000);
+        this.#lastWake.set(effect.model, effect.ms);
+        this.#addRecent("wake", effect.model, effect.ms);
+        break;
+      case "switch":
+        this.#metrics.modelSwitchesTotal.inc({ from: effect.from, to: effect.to });
+        this.#metrics.switchDurationSeconds.observe({}, effect.ms / 1000);
+        this.#addRecent("switch", effect.to, effect.ms);
+        break;
+      case "sleep":
+        this.#metrics.sleepsTotal.inc({ model: effect.model, level: String(effect.level) });
+        this.#addRecent("sleep", effect.model, null);
+        break;
+      case "eviction":
+        this.#metrics.evictionsTotal.inc({ model: effect.model, action: effect.action });
+        break;
+    }
+  }
+
+  #addRecent(kind: RecentOperation["kind"], model: string, ms: number | null): void {
+    this.#recent.unshift({ kind, model, ms, at: new Date(this.#clock.now()).toISOString() });
+    if (this.#recent.length > RECENT_LIMIT) this.#recent.pop();
+  }
+
+  /** After a batch of decisions: gauges, change listeners. */
+  #afterDecisions(): void {
+    this.#syncGauges();
+    this.#changed();
+  }
+
+  /** Logs, counts and announces a change of the derived lifecycle. */
+  #onLifecycle(effect: Extract<SchedulerEffect, { type: "lifecycle" }>): void {
+    const t: TransitionInfo = {
+      from: effect.from,
+      to: effect.to,
+      reason: effect.reason,
+      model: effect.model,
+      durationMs: effect.durationMs,
+    };
+    this.#log.info("state", { ...t });
+    this.#metrics.setState(t.to);
     for (const listener of this.#listeners) {
       try {
-        listener({ from: t.from, to: t.to, reason: t.reason, model: t.model, durationMs: t.durationMs });
+        listener({ ...t });
       } catch (err) {
         this.#log.error("transition listener failed", { error: errorMessage(err) });
       }
     }
   }
 
-  #updateGauges(): void {
+  /** The warm paths: only the request gauges move. */
+  #warm(): void {
     const { held, inflight } = countByModel(this.#state);
     syncGauge(this.#metrics.heldRequests, this.#gaugeHeld, held);
     syncGauge(this.#metrics.inflightRequests, this.#gaugeInflight, inflight);
+    if (this.#changeListeners.size) this.#changed();
+  }
+
+  #changed(): void {
+    for (const listener of this.#changeListeners) {
+      try {
+        listener();
+      } catch (err) {
+        this.#log.error("change listener failed", { error: errorMessage(err) });
+      }
+    }
+  }
+
+  #syncGauges(): void {
+    const s = this.#state;
+    const { held, inflight } = countByModel(s);
+    syncGauge(this.#metrics.heldRequests, this.#gaugeHeld, held);
+    syncGauge(this.#metrics.inflightRequests, this.#gaugeInflight, inflight);
+    const engines = s.observed ? Object.values(s.engines) : [];
+    this.#metrics.replicas.set({}, engines.length);
+    const active = new Set(engines.filter((e) => !e.asleep).map((e) => e.model));
+    for (const model of this.#gaugeActive) if (!active.has(model)) this.#metrics.activeModel.set({ model }, 0);
+    for (const model of active) if (!this.#gaugeActive.has(model)) this.#metrics.activeModel.set({ model }, 1);
+    this.#gaugeActive = active;
+    for (const [gpu, usage] of Object.entries(gpuUsageOf(s))) {
+      const share = usage.awake / WHOLE_GPU;
+      if (this.#gaugeGpu.get(gpu) !== share) {
+        this.#metrics.gpuAwakeShare.set({ gpu }, share);
+        this.#gaugeGpu.set(gpu, share);
+      }
+    }
   }
 
   #policy(): Policy {
-    const overrides: Record<string, { idleTimeout?: number; holdTimeout?: number; startTimeout?: number }> = {};
-    for (const model of this.#registry.list()) overrides[model.name] = model;
-    return policyFromConfig(this.#config, overrides);
+    const models: Record<string, PolicyModel> = {};
+    for (const model of this.#registry.list()) models[model.name] = model;
+    if (this.#scaleOnly) {
+      // The engine of scale-only mode runs the default model (or the only one): its footprint and timers.
+      const spec = (this.#config.defaultModel && this.#registry.resolve(this.#config.defaultModel)) ||
+        (this.#registry.list().length === 1 ? this.#registry.list()[0] : undefined);
+      return policyFromConfig(this.#config, spec ? { [SCALE_ONLY_KEY]: spec } : {});
+    }
+    return policyFromConfig(this.#config, models);
   }
 }
 

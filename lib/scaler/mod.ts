@@ -13,14 +13,32 @@
  * @module
  */
 export { type Clock, FakeClock, realClock, type TimerHandle } from "./clock.ts";
-export { countByModel, decide, type Decision, modelStatusOf, timeoutsOf } from "./decide.ts";
-export { createScaler, SCALE_ONLY_KEY, type Scaler, type ScalerOptions, type TransitionInfo } from "./driver.ts";
+export {
+  activeModelOf,
+  countByModel,
+  decide,
+  type Decision,
+  gpuUsageOf,
+  lifecycleOf,
+  modelStatusOf,
+} from "./decide.ts";
+export {
+  createScaler,
+  type ModelTransitionInfo,
+  SCALE_ONLY_KEY,
+  type Scaler,
+  type ScalerOptions,
+  type TransitionInfo,
+} from "./driver.ts";
+export { type Occupant, place, type Placement, type PlacementInput } from "./placement.ts";
 export {
   DEFAULT_STOP_TIMEOUT,
+  type EngineState,
   type HeldRequest,
   initialState,
   type ModelError,
-  type ModelTimeouts,
+  type ModelPolicy,
+  modelPolicy,
   type ObservedEngine,
   type Policy,
   policyFromConfig,
@@ -28,4 +46,14 @@ export {
   type SchedulerEvent,
   type SchedulerState,
 } from "./state.ts";
-export { type Gate, type Lease, type LifecycleState, type ModelStatus, Rejection, type ScalerStatus } from "./types.ts";
+export {
+  type Gate,
+  type GpuView,
+  type Lease,
+  type LifecycleState,
+  type ModelStatus,
+  type ModelView,
+  type RecentOperation,
+  Rejection,
+  type ScalerStatus,
+} from "./types.ts";

@@ -12,7 +12,7 @@
  * @module
  */
 import { type ChillConfig, gpuCountOf, type ModelSpec } from "../config/schema.ts";
-import type { ModelStatus } from "./types.ts";
+import type { LifecycleState, ModelStatus } from "./types.ts";
 
 /** A whole GPU, in the thousandths `share` is counted in. */
 export const WHOLE_GPU = 1000;
@@ -319,6 +319,9 @@ export interface SchedulerState {
   lastActivity: number | null;
   /** Reason of the last state change (legacy `stateReason`). */
   reason: string;
+  /** The seed's single lifecycle as last announced (a `lifecycle` effect), and since when. */
+  lifecycle: LifecycleState;
+  lifecycleSince: number;
   /** Time the driver's single timer is set for, or null. */
   timerAt: number | null;
   shuttingDown: boolean;
@@ -335,7 +338,7 @@ export interface SchedulerState {
  * state.observed; // false
  * ```
  */
-export function initialState(policy: Policy): SchedulerState {
+export function initialState(policy: Policy, now = 0): SchedulerState {
   return {
     policy,
     observed: false,
@@ -354,6 +357,8 @@ export function initialState(policy: Policy): SchedulerState {
     lastWakeMs: null,
     lastActivity: null,
     reason: "reading the engines back",
+    lifecycle: "idle",
+    lifecycleSince: now,
     timerAt: null,
     shuttingDown: false,
   };
@@ -433,6 +438,15 @@ export type SchedulerEffect =
   /** Set the single timer for `at` (null: no timer); the driver then sends `tick`. */
   | { type: "schedule"; at: number | null }
   | ModelTransition
+  /** The seed's single lifecycle (derived from the engines) changed. */
+  | {
+    type: "lifecycle";
+    from: LifecycleState;
+    to: LifecycleState;
+    reason: string;
+    model: string | null;
+    durationMs: number;
+  }
   /** Finished operations, for metrics and the dashboard. */
   | { type: "metric"; name: "coldStart"; model: string; ms: number }
   | { type: "metric"; name: "wake"; model: string; ms: number }

@@ -1,19 +1,32 @@
 /**
- * A `Backend` for tests: every start, waitReady and stop call is recorded and
- * stays pending until the test resolves or rejects it (or its signal aborts);
- * `observe` answers from a queue the test fills; `fail(reason)` plays an
- * engine dying on its own.
+ * A `Backend` for tests: every start, waitReady, sleep, wake and stop call is
+ * recorded and stays pending until the test resolves or rejects it (or its
+ * signal aborts); `observe` answers from a queue the test fills;
+ * `fail(key, reason)` plays an engine dying on its own.
  *
  * @module
  */
-import { type Backend, BackendError, type Observed, type WaitOptions } from "../../lib/backend/types.ts";
-import type { NamedModel } from "../../lib/config/schema.ts";
+import {
+  type Backend,
+  BackendError,
+  type EngineLaunch,
+  type Observed,
+  type WaitOptions,
+} from "../../lib/backend/types.ts";
 
 /** One recorded backend call. */
 export interface FakeCall {
-  kind: "start" | "waitReady" | "stop";
-  /** Model key (null in scale-only mode); undefined for stop. */
+  kind: "start" | "waitReady" | "sleep" | "wake" | "stop";
+  /** The engine's key ("*" in scale-only mode). */
+  key: string;
+  /** start/waitReady: the model's key, null in scale-only mode. */
   model?: string | null;
+  /** start/waitReady: the GPUs it was placed on. */
+  gpus?: string[];
+  /** start/waitReady: with sleep mode. */
+  sleepMode?: boolean;
+  /** sleep/wake: the level. */
+  level?: 1 | 2;
   force?: boolean;
   reason?: string;
   deadline: number;
@@ -34,7 +47,7 @@ export interface FakeCall {
  * import { FakeBackend } from "./fake_backend.ts";
  * const backend = new FakeBackend();
  * const signal = new AbortController().signal;
- * const done = backend.stop({ signal, deadline: Infinity, reason: "idle" });
+ * const done = backend.stop("a", { signal, deadline: Infinity, reason: "idle" });
  * backend.last("stop").resolve();
  * await done;
  * ```
@@ -47,37 +60,48 @@ export class FakeBackend implements Backend {
   readonly observations: (Observed | Error)[] = [];
   /** Number of observe calls. */
   observeCalls = 0;
-  /** Number of operations running at once, at most (the driver must keep it at 1). */
+  /** Number of operations running at once on one engine, at most (the driver must keep it at 1). */
   maxConcurrent = 0;
-  #running = 0;
-  #failureListeners: ((reason: string) => void)[] = [];
+  /** Number of operations running at once over all engines, at most. */
+  maxConcurrentOverall = 0;
+  #running = new Map<string, number>();
+  #runningOverall = 0;
+  #failureListeners: ((key: string, reason: string) => void)[] = [];
   #waiters: { kind: FakeCall["kind"]; count: number; resolve: () => void }[] = [];
   closed = false;
 
   observe(signal: AbortSignal): Promise<Observed> {
     this.observeCalls++;
     if (signal.aborted) return Promise.reject(signal.reason);
-    const next = this.observations.shift() ?? { replicas: 0, activeModel: null, phase: "absent" };
+    const next = this.observations.shift() ?? { engines: [] };
     return next instanceof Error ? Promise.reject(next) : Promise.resolve(next);
   }
 
-  start(model: NamedModel | null, options: WaitOptions): Promise<void> {
-    return this.#call({ kind: "start", model: model?.name ?? null }, options);
+  start(launch: EngineLaunch, options: WaitOptions): Promise<void> {
+    return this.#call({ kind: "start", ...launchFields(launch) }, options);
   }
 
-  waitReady(model: NamedModel | null, options: WaitOptions): Promise<void> {
-    return this.#call({ kind: "waitReady", model: model?.name ?? null }, options);
+  waitReady(launch: EngineLaunch, options: WaitOptions): Promise<void> {
+    return this.#call({ kind: "waitReady", ...launchFields(launch) }, options);
   }
 
-  stop(options: WaitOptions & { force?: boolean; reason: string }): Promise<void> {
-    return this.#call({ kind: "stop", force: options.force ?? false, reason: options.reason }, options);
+  sleep(key: string, level: 1 | 2, options: WaitOptions): Promise<void> {
+    return this.#call({ kind: "sleep", key, level }, options);
   }
 
-  upstream(): string {
-    return "http://fake-engine.invalid";
+  wake(key: string, level: 1 | 2, options: WaitOptions): Promise<void> {
+    return this.#call({ kind: "wake", key, level }, options);
   }
 
-  onFailure(listener: (reason: string) => void): void {
+  stop(key: string, options: WaitOptions & { force?: boolean; reason: string }): Promise<void> {
+    return this.#call({ kind: "stop", key, force: options.force ?? false, reason: options.reason }, options);
+  }
+
+  upstream(key: string): string {
+    return `http://fake-engine-${key === "*" ? "any" : key}.invalid`;
+  }
+
+  onFailure(listener: (key: string, reason: string) => void): void {
     this.#failureListeners.push(listener);
   }
 
@@ -90,9 +114,9 @@ export class FakeBackend implements Backend {
     return Promise.resolve();
   }
 
-  /** Plays the engine dying while serving. */
-  fail(reason: string): void {
-    for (const listener of this.#failureListeners) listener(reason);
+  /** Plays the engine of `key` dying while serving. */
+  fail(key: string, reason: string): void {
+    for (const listener of this.#failureListeners) listener(key, reason);
   }
 
   /** Calls of one kind. */
@@ -100,9 +124,9 @@ export class FakeBackend implements Backend {
     return this.calls.filter((c) => c.kind === kind);
   }
 
-  /** The last call of `kind`; throws when there is none. */
-  last(kind: FakeCall["kind"]): FakeCall {
-    const found = this.callsOf(kind).at(-1);
+  /** The last call of `kind` (on engine `key` when given); throws when there is none. */
+  last(kind: FakeCall["kind"], key?: string): FakeCall {
+    const found = this.callsOf(kind).filter((c) => key === undefined || c.key === key).at(-1);
     if (!found) throw new Error(`no ${kind} call (calls: ${this.calls.map((c) => c.kind).join(", ") || "none"})`);
     return found;
   }
@@ -127,14 +151,20 @@ export class FakeBackend implements Backend {
     });
   }
 
-  #call(fields: Pick<FakeCall, "kind" | "model" | "force" | "reason">, options: WaitOptions): Promise<void> {
-    this.#running++;
-    this.maxConcurrent = Math.max(this.maxConcurrent, this.#running);
+  #call(
+    fields: Pick<FakeCall, "kind" | "key" | "model" | "gpus" | "sleepMode" | "level" | "force" | "reason">,
+    options: WaitOptions,
+  ): Promise<void> {
+    const running = (this.#running.get(fields.key) ?? 0) + 1;
+    this.#running.set(fields.key, running);
+    this.maxConcurrent = Math.max(this.maxConcurrent, running);
+    this.maxConcurrentOverall = Math.max(this.maxConcurrentOverall, ++this.#runningOverall);
     return new Promise<void>((resolve, reject) => {
       const settle = (outcome: FakeCall["outcome"], err?: Error) => {
         if (call.outcome !== "pending") return;
         call.outcome = outcome;
-        this.#running--;
+        this.#running.set(fields.key, (this.#running.get(fields.key) ?? 1) - 1);
+        this.#runningOverall--;
         options.signal.removeEventListener("abort", onAbort);
         if (err) reject(err);
         else resolve();
@@ -159,4 +189,8 @@ export class FakeBackend implements Backend {
       }
     });
   }
+}
+
+function launchFields(launch: EngineLaunch): Pick<FakeCall, "key" | "model" | "gpus" | "sleepMode"> {
+  return { key: launch.key, model: launch.model?.name ?? null, gpus: launch.gpus, sleepMode: launch.sleepMode };
 }
