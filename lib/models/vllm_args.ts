@@ -75,6 +75,8 @@ export const NON_FLAG_FIELDS: readonly (keyof ModelSpec)[] = [
   "startTimeout",
   "image",
   "gpus",
+  "sleepAfter",
+  "sleepLevel",
   "command",
 ];
 

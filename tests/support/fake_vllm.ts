@@ -8,19 +8,46 @@
  * another model gets vLLM's 404 body. Every response names the served model
  * so tests can tell which engine answered.
  *
+ * Sleep mode, as strict as vLLM v0.11.0 (every fact, with file:line, in the module doc of
+ * {@link ./fake_vllm_sleep.ts}):
+ * - `POST /sleep?level=1|2`, `POST /wake_up[?tags=weights&tags=kv_cache]`, `GET /is_sleeping` →
+ *   `{"is_sleeping":bool}`, `POST /collective_rpc` `{"method":"reload_weights"}`, `POST /reset_prefix_cache`
+ *   exist only with env `VLLM_SERVER_DEV_MODE=1` (else FastAPI's 404 `{"detail":"Not Found"}`). Without
+ *   `--enable-sleep-mode` they answer as vLLM does then: /sleep 200 and `is_sleeping` true, but nothing is
+ *   freed and the engine keeps serving.
+ * - With both, an inference request (chat, completions, embeddings) reaching an engine that is asleep,
+ *   falling asleep or waking kills it (vLLM issue 15483): 500, then the process exits 1 (in-process: the
+ *   server closes and `crashed` tells why). So does `/sleep` with requests in flight (issues 28714, 45520).
+ *   `/health` stays 200 while asleep.
+ * - After a level-2 sleep, completions read `<corrupted weights>` until `reload_weights`; whether the prefix
+ *   cache was reset after each wake is tracked (`resetSinceWake`, `servedWithoutReset`).
+ * - GPU memory: with a ledger (env `FAKE_GPU_LEDGER`, see {@link ./gpu_ledger.ts}) the engine checks at start
+ *   that `--gpu-memory-utilization` (default 0.9) is free on every device of `CUDA_VISIBLE_DEVICES` (default
+ *   "0") and fails with vLLM's exact message and exit 1 if not; it claims the share at the end of its load,
+ *   releases it at sleep (unless `--sleep-frees-nothing`, issue 47654) and exit, and claims it again at wake
+ *   (`/wake_up` 500 like a CUDA out-of-memory if it does not fit). A SIGKILLed engine's claim is reaped.
+ * - Counters (arrivals per route, sleeps, wakes, reloads, resets, requests forwarded while asleep, …):
+ *   `stats()` in-process, `GET /_fake/stats` for a child process (a fake-only path no real client calls).
+ *
  * In-process: {@link startFakeVllm}. As a child process (the demo engine):
  *
  * ```sh
+ * [VLLM_SERVER_DEV_MODE=1] [CUDA_VISIBLE_DEVICES=0,1] [FAKE_GPU_LEDGER=/tmp/ledger.json] \
  * deno run -A tests/support/fake_vllm.ts --port 0 --model my-served-name \
  *   [--load-ms 500] [--tokens-per-sec 1000] [--crash-after-chunks N] [--crash-mode exit|reset] \
- *   [--stop-delay-ms 0] [--ignore-sigterm] [--exit-after-ms N] [--exit-code 1] [--max-model-len 4096]
+ *   [--stop-delay-ms 0] [--ignore-sigterm] [--exit-after-ms N] [--exit-code 1] [--max-model-len 4096] \
+ *   [--enable-sleep-mode] [--sleep-ms 0] [--wake-ms 0] [--fail-wake] [--sleep-frees-nothing] \
+ *   [--gpu-memory-utilization 0.9] [--served-model-name NAME] [--tensor-parallel-size 1] [other vLLM flags]
  * ```
  *
- * It prints `listening on http://127.0.0.1:<port>` to stdout once bound.
+ * It accepts the engine flags vllm-chill generates (`{args}`, lib/models/vllm_args.ts) and ignores those it
+ * does not model. It prints `listening on http://127.0.0.1:<port>` to stdout once bound.
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { VLLM_FLAGS } from "../../lib/models/vllm_args.ts";
+import { DEV_ROUTES, EngineGpu, pyInt, pyRepr, SleepMode, type SleepStats } from "./fake_vllm_sleep.ts";
 
 /** Options of {@link startFakeVllm}. */
 export interface FakeVllmOptions {
@@ -46,7 +73,85 @@ export interface FakeVllmOptions {
   maxModelLen?: number;
   /** Dimensions of the embedding vectors (default 8). */
   embeddingDims?: number;
+  /** Env `VLLM_SERVER_DEV_MODE` on: the sleep routes exist (default false). */
+  devMode?: boolean;
+  /** `--enable-sleep-mode`: sleeping unmaps the engine's memory (default false). */
+  enableSleepMode?: boolean;
+  /** Milliseconds `/sleep` takes (default 0). */
+  sleepMs?: number;
+  /** Milliseconds `/wake_up` takes (default 0). */
+  wakeMs?: number;
+  /** Every `/wake_up` answers 500 like a CUDA out-of-memory (default false). */
+  failWake?: boolean;
+  /** `/sleep` answers 200 but the ledger keeps the memory claimed (vLLM issue 47654; default false). */
+  sleepFreesNothing?: boolean;
+  /** Path of the shared GPU ledger (the CLI reads env `FAKE_GPU_LEDGER`); unset: no GPU accounting. */
+  gpuLedger?: string;
+  /** Devices this engine sees (the CLI reads `CUDA_VISIBLE_DEVICES`; default ["0"]). */
+  devices?: string[];
+  /** Share of each device, vLLM's `--gpu-memory-utilization` (default 0.9). */
+  gpuMemoryUtilization?: number;
+  /** `--tensor-parallel-size`: workers answering a `collective_rpc` (default 1). */
+  tensorParallelSize?: number;
+  /** Called once when the engine core dies (a request reached a sleeper, …); the CLI exits 1. */
+  onEngineDead?: (reason: string) => void;
+  /** Receives the engine's log lines (default: none). */
+  log?: (line: string) => void;
 }
+
+/** Counters and state of a fake engine (`stats()`, `GET /_fake/stats`). */
+export interface FakeVllmStats extends SleepStats {
+  /** Served model name. */
+  model: string;
+  /** Process id of the engine. */
+  pid: number;
+  /** /health would answer 200 (loaded and alive). */
+  loaded: boolean;
+  /** Why the engine core died, or null. */
+  crashed: string | null;
+  /** Requests received on every route except /health and /_fake/*. */
+  requests: number;
+  /** Requests received per path (inference: /v1/chat/completions, /v1/completions, /v1/embeddings). */
+  arrivals: Record<string, number>;
+  /** Responses being generated now (streams, paced answers). */
+  inflight: number;
+  /** The engine's GPU memory, when a ledger is used. */
+  gpu: { ledger: string; devices: string[]; share: number; claimed: boolean } | null;
+}
+
+/**
+ * The engine failed to start (vLLM's startup memory check, or no room at the end of its load). `message` is the
+ * Python exception line vLLM prints, e.g. "ValueError: Free memory on device (…) on startup is less than …".
+ *
+ * @example
+ * ```ts
+ * import { FakeVllmStartupError, startFakeVllm } from "./fake_vllm.ts";
+ * const ledger = Deno.makeTempFileSync();
+ * const a = await startFakeVllm({ model: "a", gpuLedger: ledger, gpuMemoryUtilization: 0.6 });
+ * try {
+ *   await startFakeVllm({ model: "b", gpuLedger: ledger, gpuMemoryUtilization: 0.6 });
+ * } catch (e) {
+ *   e instanceof FakeVllmStartupError; // true: "ValueError: Free memory on device (32.0/80.0 GiB) on startup …"
+ * }
+ * await a.close();
+ * ```
+ */
+export class FakeVllmStartupError extends Error {
+  override name = "FakeVllmStartupError";
+}
+
+/**
+ * The fake-only path of {@link FakeVllmStats} for child processes (no real client calls it).
+ *
+ * @example
+ * ```ts
+ * import { FAKE_STATS_PATH, startFakeVllm } from "./fake_vllm.ts";
+ * const vllm = await startFakeVllm({ model: "m" });
+ * (await (await fetch(`${vllm.url}${FAKE_STATS_PATH}`)).json()).requests; // 0
+ * await vllm.close();
+ * ```
+ */
+export const FAKE_STATS_PATH = "/_fake/stats";
 
 /** A running fake vLLM. */
 export interface FakeVllm {
@@ -56,9 +161,13 @@ export interface FakeVllm {
   readonly port: number;
   /** Forces the loaded state (true: /health 200; false: 503). */
   setLoaded(loaded: boolean): void;
-  /** Requests received on every route except /health. */
+  /** Requests received on every route except /health and /_fake/stats. */
   readonly requests: number;
-  /** Stops listening and ends open connections. */
+  /** Why the engine core died (then the server is closed), or null. */
+  readonly crashed: string | null;
+  /** Counters and state. */
+  stats(): FakeVllmStats;
+  /** Stops listening and ends open connections (and releases its GPU memory). */
   close(): Promise<void>;
 }
 
@@ -84,6 +193,8 @@ const VOCAB = [
 const VOCAB_INDEX = new Map(VOCAB.map((word, i) => [word, i]));
 const DEFAULT_MAX_TOKENS = 16;
 const DONE = encoder.encode("data: [DONE]\n\n");
+/** What a model whose weights were discarded (level-2 sleep, no reload) generates. */
+const CORRUPTED = "<corrupted weights>";
 
 type Json = Record<string, unknown>;
 
@@ -103,13 +214,28 @@ type Json = Record<string, unknown>;
  * ```
  */
 export async function startFakeVllm(options: FakeVllmOptions): Promise<FakeVllm> {
-  const handler = createFakeVllmHandler(options);
+  let server: Deno.HttpServer | undefined;
+  let stopping: Promise<void> | undefined;
+  const stopServer = () => (stopping ??= server?.shutdown() ?? Promise.resolve());
+  const handler = createFakeVllmHandler({
+    ...options,
+    onEngineDead: (reason) => {
+      // A dead engine's server goes away (its process would exit): the connection is refused from now on.
+      void stopServer();
+      options.onEngineDead?.(reason);
+    },
+  });
   const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    port: options.port ?? 0,
-    hostname: options.hostname ?? "127.0.0.1",
-    onListen: (addr) => resolve(addr as Deno.NetAddr),
-  }, handler.fetch);
+  try {
+    server = Deno.serve({
+      port: options.port ?? 0,
+      hostname: options.hostname ?? "127.0.0.1",
+      onListen: (addr) => resolve(addr as Deno.NetAddr),
+    }, handler.fetch);
+  } catch (e) {
+    handler.shutdown(); // gives its GPU memory back
+    throw e;
+  }
   const addr = await listening;
   let closed: Promise<void> | undefined;
   return {
@@ -119,10 +245,14 @@ export async function startFakeVllm(options: FakeVllmOptions): Promise<FakeVllm>
     get requests() {
       return handler.requests;
     },
+    get crashed() {
+      return handler.crashed;
+    },
+    stats: handler.stats,
     close: () => {
       closed ??= (async () => {
         handler.shutdown();
-        await server.shutdown();
+        await stopServer();
       })();
       return closed;
     },
@@ -135,9 +265,13 @@ export interface FakeVllmHandler {
   fetch(req: Request): Promise<Response>;
   /** Forces the loaded state. */
   setLoaded(loaded: boolean): void;
-  /** Requests received on every route except /health. */
+  /** Requests received on every route except /health and /_fake/stats. */
   readonly requests: number;
-  /** Ends the streams in progress (so a server shutdown does not wait for them). */
+  /** Why the engine core died, or null. */
+  readonly crashed: string | null;
+  /** Counters and state. */
+  stats(): FakeVllmStats;
+  /** Ends the streams in progress (so a server shutdown does not wait for them) and releases the GPU memory. */
   shutdown(): void;
 }
 
@@ -158,12 +292,82 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
   const dims = options.embeddingDims ?? 8;
   const tokensPerSec = options.tokensPerSec ?? 0;
   const created = Math.floor(Date.now() / 1000);
-  const readyAt = Date.now() + (options.loadMs ?? 0);
+  const loadMs = options.loadMs ?? 0;
+  const readyAt = Date.now() + loadMs;
+  const log = options.log ?? (() => {});
   let forced: boolean | undefined;
   let requests = 0;
   let counter = 0;
-  const streams = new Set<() => void>();
+  /** Why the engine core died, or null. */
+  let dead: string | null = null;
+  const arrivals = new Map<string, number>();
+  /** Ends a response being generated: cleanly, or with `error` (the engine died). */
+  const streams = new Set<(error?: Error) => void>();
   const isLoaded = () => forced ?? Date.now() >= readyAt;
+
+  const gpu = options.gpuLedger === undefined ? undefined : new EngineGpu({
+    ledger: options.gpuLedger,
+    model: served,
+    devices: options.devices ?? ["0"],
+    share: options.gpuMemoryUtilization ?? 0.9,
+  });
+  if (gpu) {
+    const { devices, share } = gpu.request;
+    if (devices.length === 0) throw new FakeVllmStartupError("RuntimeError: No CUDA GPUs are available");
+    if (!(share > 0 && share <= 1)) throw new Error(`gpu memory utilization must be in (0, 1], got ${share}`);
+    const refused = gpu.startupCheck();
+    if (refused) throw new FakeVllmStartupError(`ValueError: ${refused}`);
+  }
+  const sleep = new SleepMode({
+    devMode: options.devMode ?? false,
+    enabled: options.enableSleepMode ?? false,
+    sleepMs: options.sleepMs ?? 0,
+    wakeMs: options.wakeMs ?? 0,
+    failWake: options.failWake ?? false,
+    sleepFreesNothing: options.sleepFreesNothing ?? false,
+    workers: options.tensorParallelSize ?? 1,
+  }, {
+    inflight: () => streams.size,
+    die: (reason) => die(reason),
+    log,
+    gpu,
+  });
+  const releaseOnExit = () => gpu?.release();
+  let loadTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** The engine core dies: what vLLM does on a CUDA error (the process exits; in-process the server closes). */
+  const die = (reason: string) => {
+    if (dead !== null) return;
+    dead = reason;
+    log(`ERROR fake vLLM: engine core died: ${reason}`);
+    const crash = new Error(`fake vLLM: engine core died: ${reason}`);
+    for (const stop of [...streams]) stop(crash);
+    end();
+    options.onEngineDead?.(reason);
+  };
+  /** Stops timers and waits, and returns the GPU memory. */
+  const end = () => {
+    clearTimeout(loadTimer);
+    sleep.close();
+    gpu?.release();
+    if (gpu) globalThis.removeEventListener("unload", releaseOnExit);
+  };
+  if (gpu) {
+    // The memory is taken during the load, after the check (two engines started together both pass it).
+    const claim = () => {
+      const oom = gpu.claimLoaded();
+      if (oom) die(oom);
+    };
+    if (loadMs > 0) loadTimer = setTimeout(claim, loadMs);
+    else {
+      const oom = gpu.claimLoaded();
+      if (oom) {
+        gpu.release();
+        throw new FakeVllmStartupError(oom);
+      }
+    }
+    globalThis.addEventListener("unload", releaseOnExit);
+  }
 
   const modelsBody = JSON.stringify({
     object: "list",
@@ -192,11 +396,40 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
     }],
   });
 
+  const stats = (): FakeVllmStats => ({
+    model: served,
+    pid: Deno.pid,
+    loaded: dead === null && isLoaded(),
+    crashed: dead,
+    requests,
+    arrivals: Object.fromEntries(arrivals),
+    inflight: streams.size,
+    ...sleep.stats(),
+    gpu: gpu
+      ? { ledger: gpu.ledger, devices: [...gpu.request.devices], share: gpu.request.share, claimed: gpu.claimed }
+      : null,
+  });
+
+  /** Undefined if the engine may generate now; else the answer of an engine that just died (vLLM issue 15483). */
+  const refuseIfAsleep = (path: string): Response | undefined => {
+    if (sleep.admit() === "serve") return undefined;
+    die(`${path} reached a sleeping engine (vLLM issue 15483): CUDA error: an illegal memory access was encountered`);
+    return new Response(null, { status: 500 });
+  };
+
   const handle = async (req: Request): Promise<Response> => {
     const path = new URL(req.url).pathname;
-    if (path === "/health") return new Response(null, { status: isLoaded() ? 200 : 503 });
+    if (path === "/health") return new Response(null, { status: dead === null && isLoaded() ? 200 : 503 });
+    if (path === FAKE_STATS_PATH) {
+      if (req.method !== "GET") return error(405, "Method Not Allowed", "MethodNotAllowed", null);
+      return json(200, JSON.stringify(stats()));
+    }
     requests++;
+    arrivals.set(path, (arrivals.get(path) ?? 0) + 1);
+    // A dead engine's API server answers 500 until it has shut down (entrypoints/launcher.py:155-164).
+    if (dead !== null) return new Response(null, { status: 500 });
     if (!isLoaded()) return error(503, "The model is still loading.", "ServiceUnavailableError");
+    if (Object.hasOwn(DEV_ROUTES, path)) return sleep.handle(req, path);
     if (path === "/v1/models" && req.method === "GET") return json(200, modelsBody);
     if (path === "/version" && req.method === "GET") return json(200, '{"version":"0.0.0-fake"}');
     const route = ROUTES[path];
@@ -232,15 +465,19 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
         null,
       );
     }
+    const refused = refuseIfAsleep(chat ? "/v1/chat/completions" : "/v1/completions");
+    if (refused) return refused;
+    const corrupt = sleep.serve();
     const finish = body.max_tokens !== undefined || body.max_completion_tokens !== undefined ? "length" : "stop";
     const id = `${chat ? "chatcmpl" : "cmpl"}-${(++counter).toString(16).padStart(8, "0")}`;
     const now = Math.floor(Date.now() / 1000);
     const usage = { prompt_tokens: promptTokens, total_tokens: promptTokens + maxTokens, completion_tokens: maxTokens };
     if (body.stream === true) {
       const streamOptions = body.stream_options as Json | undefined;
-      return streamResponse({ id, now, chat, maxTokens, finish, usage, includeUsage: !!streamOptions?.include_usage });
+      const includeUsage = !!streamOptions?.include_usage;
+      return streamResponse({ id, now, chat, maxTokens, finish, usage, includeUsage, corrupt });
     }
-    const text = generate(maxTokens);
+    const text = corrupt ? CORRUPTED : generate(maxTokens);
     const payload = chat
       ? {
         id,
@@ -277,6 +514,7 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
     finish: string;
     usage: Json;
     includeUsage: boolean;
+    corrupt: boolean;
   }): Response => {
     const object = s.chat ? "chat.completion.chunk" : "text_completion";
     // The envelope is the same for every chunk of a stream: serialize it once.
@@ -287,7 +525,7 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
     const chunk = (choice: Json) => encoder.encode(head + JSON.stringify(choice) + tail);
     const token = (i: number): Uint8Array => {
       const last = i === s.maxTokens - 1;
-      const text = (i === 0 ? "" : " ") + VOCAB[i % VOCAB.length];
+      const text = (i === 0 ? "" : " ") + (s.corrupt ? CORRUPTED : VOCAB[i % VOCAB.length]);
       const finish_reason = last ? s.finish : null;
       return s.chat
         ? chunk({
@@ -326,14 +564,15 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
     const started = performance.now();
     let sent = 0;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    let stop: () => void = () => {};
+    let stop: (crash?: Error) => void = () => {};
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
-        stop = () => {
+        stop = (crash?: Error) => {
           clearTimeout(timer);
           streams.delete(stop);
           try {
-            controller.close();
+            if (crash) controller.error(crash);
+            else controller.close();
           } catch { /* already closed or errored */ }
         };
         streams.add(stop);
@@ -388,11 +627,14 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
     if (inputs.some((i) => i === undefined || i === null)) {
       return error(400, "input is required.", "BadRequestError", "input");
     }
+    const refused = refuseIfAsleep("/v1/embeddings");
+    if (refused) return refused;
+    const corrupt = sleep.serve();
     let promptTokens = 0;
     const data = inputs.map((input, index) => {
       const text = typeof input === "string" ? input : JSON.stringify(input);
       promptTokens += countTokens(input);
-      return { index, object: "embedding", embedding: embed(text, dims) };
+      return { index, object: "embedding", embedding: corrupt ? Array(dims).fill(0) : embed(text, dims) };
     });
     return json(
       200,
@@ -432,14 +674,15 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
   function delayed(ms: number, payload: string): Response {
     // A non-streaming answer takes as long as generating its tokens would.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    let stop: () => void = () => {};
+    let stop: (crash?: Error) => void = () => {};
     const body = new ReadableStream<Uint8Array>({
       start(controller) {
-        stop = () => {
+        stop = (crash?: Error) => {
           clearTimeout(timer);
           streams.delete(stop);
           try {
-            controller.close();
+            if (crash) controller.error(crash);
+            else controller.close();
           } catch { /* already closed */ }
         };
         streams.add(stop);
@@ -464,8 +707,13 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
     get requests() {
       return requests;
     },
+    get crashed() {
+      return dead;
+    },
+    stats,
     shutdown: () => {
       for (const stop of [...streams]) stop();
+      end();
     },
   };
 }
@@ -549,9 +797,11 @@ function embed(text: string, dims: number): number[] {
  * ```
  */
 export async function runFakeVllmCli(args: string[]): Promise<void> {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args,
     options: {
+      // vLLM's engine flags (what `{args}` expands to): accepted; those the fake models are read below.
+      ...VLLM_ENGINE_OPTIONS,
       port: { type: "string", default: "8000" },
       host: { type: "string", default: "127.0.0.1" },
       model: { type: "string" },
@@ -565,36 +815,98 @@ export async function runFakeVllmCli(args: string[]): Promise<void> {
       "exit-after-ms": { type: "string" },
       "exit-code": { type: "string", default: "1" },
       "max-model-len": { type: "string", default: "4096" },
+      "served-model-name": { type: "string" },
+      "gpu-memory-utilization": { type: "string" },
+      "tensor-parallel-size": { type: "string" },
+      "enable-sleep-mode": { type: "boolean", default: false },
+      "sleep-ms": { type: "string", default: "0" },
+      "wake-ms": { type: "string", default: "0" },
+      "fail-wake": { type: "boolean", default: false },
+      "sleep-frees-nothing": { type: "boolean", default: false },
     },
+    allowPositionals: true,
     strict: true,
   });
-  const num = (name: keyof typeof values): number | undefined => {
-    const raw = values[name];
+  const flags = values as Record<string, string | boolean | undefined>;
+  const num = (name: string): number | undefined => {
+    const raw = flags[name];
     if (raw === undefined || typeof raw !== "string") return undefined;
     const n = Number(raw);
     if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a non-negative number, got "${raw}"`);
     return n;
   };
-  if (!values.model) throw new Error("--model <served name> is required");
+  const str = (name: string): string | undefined => {
+    const raw = flags[name];
+    return typeof raw === "string" ? raw : undefined;
+  };
+  // `vllm serve MODEL …` forms: an optional "serve", then the model id.
+  const rest = positionals[0] === "serve" ? positionals.slice(1) : positionals;
+  if (rest.length > 1) throw new Error(`unexpected arguments: ${rest.slice(1).join(" ")}`);
+  const served = str("served-model-name") ?? str("model") ?? rest[0];
+  if (!served) throw new Error("--model <served name> is required");
+  const modelName = str("model-name") ?? rest[0] ?? (str("served-model-name") ? str("model") : undefined);
+  const utilization = num("gpu-memory-utilization");
+  if (utilization !== undefined && !(utilization > 0 && utilization <= 1)) {
+    throw new Error(`--gpu-memory-utilization must be in (0, 1], got "${str("gpu-memory-utilization")}"`);
+  }
+  const workers = num("tensor-parallel-size");
+  if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1)) {
+    throw new Error(`--tensor-parallel-size must be a positive integer, got "${str("tensor-parallel-size")}"`);
+  }
   const crashMode = values["crash-mode"] === "reset" ? "reset" : "exit";
   const exitCode = num("exit-code") ?? 1;
   const log = (line: string) => console.log(line);
-  log(`INFO fake vLLM: loading model ${values["model-name"] ?? values.model}`);
-  const vllm = await startFakeVllm({
-    model: values.model,
-    modelName: values["model-name"],
-    port: num("port"),
-    hostname: values.host,
-    loadMs: num("load-ms"),
-    tokensPerSec: num("tokens-per-sec"),
-    crashAfterChunks: num("crash-after-chunks"),
-    crashMode,
-    maxModelLen: num("max-model-len"),
-    onCrash: () => {
-      console.error("ERROR fake vLLM: engine core died mid-stream (simulated)");
-      setTimeout(() => Deno.exit(exitCode), 10);
-    },
-  });
+  // vllm/envs.py:1028-1029: bool(int(os.getenv("VLLM_SERVER_DEV_MODE", "0"))); not an integer: vLLM never starts.
+  const devModeRaw = Deno.env.get("VLLM_SERVER_DEV_MODE") ?? "0";
+  const devMode = pyInt(devModeRaw);
+  if (devMode === undefined) {
+    console.error(`ValueError: invalid literal for int() with base 10: ${pyRepr(devModeRaw)}`);
+    Deno.exit(1);
+  }
+  const ledger = Deno.env.get("FAKE_GPU_LEDGER") || undefined;
+  const devices = (Deno.env.get("CUDA_VISIBLE_DEVICES") ?? "0").split(",").map((d) => d.trim()).filter((d) => d);
+  log(`INFO fake vLLM: loading model ${modelName ?? served}`);
+  let vllm: FakeVllm;
+  try {
+    vllm = await startFakeVllm({
+      model: served,
+      modelName,
+      port: num("port"),
+      hostname: str("host"),
+      loadMs: num("load-ms"),
+      tokensPerSec: num("tokens-per-sec"),
+      crashAfterChunks: num("crash-after-chunks"),
+      crashMode,
+      maxModelLen: num("max-model-len"),
+      devMode: devMode !== 0,
+      enableSleepMode: values["enable-sleep-mode"] === true,
+      sleepMs: num("sleep-ms"),
+      wakeMs: num("wake-ms"),
+      failWake: values["fail-wake"] === true,
+      sleepFreesNothing: values["sleep-frees-nothing"] === true,
+      gpuLedger: ledger,
+      devices,
+      gpuMemoryUtilization: utilization,
+      tensorParallelSize: workers,
+      log: (line) => line.startsWith("INFO") ? console.log(line) : console.error(line),
+      onEngineDead: () => setTimeout(() => Deno.exit(1), 20),
+      onCrash: () => {
+        console.error("ERROR fake vLLM: engine core died mid-stream (simulated)");
+        setTimeout(() => Deno.exit(exitCode), 10);
+      },
+    });
+  } catch (e) {
+    if (!(e instanceof FakeVllmStartupError)) throw e;
+    // As vLLM v0.11.0 reports it: v1/engine/core.py:708, then v1/engine/utils.py:785-787; exit 1.
+    const core = `(EngineCore_DP0 pid=${Deno.pid}) ERROR fake vLLM [core.py:708]`;
+    console.error(`${core} EngineCore failed to start.`);
+    console.error(`${core} ${e.message}`);
+    console.error(
+      "RuntimeError: Engine core initialization failed. See root cause above. " +
+        "Failed core proc(s): {'EngineCore_DP0': 1}",
+    );
+    Deno.exit(1);
+  }
   const { promise: stopped, resolve: stop } = Promise.withResolvers<number>();
   const loadMs = num("load-ms") ?? 0;
   const loadedTimer = setTimeout(() => log("INFO fake vLLM: model loaded, /health is 200"), loadMs);
@@ -623,6 +935,13 @@ export async function runFakeVllmCli(args: string[]): Promise<void> {
   await vllm.close();
   Deno.exit(code);
 }
+
+/** vLLM's engine flags as parseArgs options, so `{args}` parses (the fake reads a few, ignores the rest). */
+const VLLM_ENGINE_OPTIONS: Record<string, { type: "string" | "boolean" }> = Object.fromEntries([
+  ...VLLM_FLAGS.map((f) => [f.flag, { type: f.kind === "switch" ? "boolean" : "string" }] as const),
+  ["seed", { type: "string" }],
+  ["enforce-eager", { type: "boolean" }],
+]);
 
 if (import.meta.main) {
   try {
