@@ -1,33 +1,41 @@
 /**
- * The Backend interface: how the scaler's driver starts, stops and observes
- * an engine, whatever runs it (a Kubernetes Deployment or a local process).
- * One backend drives one engine slot (one GPU): at most one model at a time.
+ * The Backend interface: how the scaler's driver starts, puts to sleep,
+ * wakes, stops and observes engines, whatever runs them (Kubernetes
+ * Deployments or local processes). An *engine* is one vLLM server for one
+ * model, named by the model's key ("*" in scale-only mode). The driver never
+ * runs two operations on the same engine at once; operations on different
+ * engines run concurrently. Placement (which GPUs) is the scheduler's
+ * decision, passed to `start`.
  *
  * @module
  */
 import type { NamedModel } from "../config/schema.ts";
 
-/** What the engine slot is doing, as observed in the world. */
+/** What an engine is doing, as observed in the world. */
 export type EnginePhase =
-  | "absent" // nothing running, nothing wanted (replicas 0, no pod)
   | "pending" // wanted but not scheduled yet (e.g. waiting for a GPU node)
   | "starting" // scheduled/spawned, not ready yet (loading the model)
-  | "ready" // serving: /health answers 200
+  | "ready" // serving: /health answers 200 and /is_sleeping (when sleep mode is on) says false
+  | "sleeping" // vLLM sleep mode: alive, GPU memory freed (/is_sleeping true)
   | "terminating" // being stopped; still holds the GPU
   | "failed"; // crash-looping or exited with an error
 
-/** The state read back from the world (after a restart, or on demand). */
-export interface Observed {
-  /** Desired replicas (Kubernetes) or 1/0 (process). */
-  replicas: number;
-  /** Key of the model the engine is configured with, or null (none / scale-only). */
-  activeModel: string | null;
-  /** Phase of the engine. */
+/** One engine read back from the world (after a restart, or on demand). */
+export interface ObservedEngine {
+  /** The model key it serves ("*" in scale-only mode); null when it serves no known model (stop it). */
+  key: string | null;
   phase: EnginePhase;
+  /** Device ids it runs on, when the backend knows (process: its CUDA_VISIBLE_DEVICES). */
+  gpus?: string[];
+  /** Sleep level, when asleep and known. */
+  sleepLevel?: 1 | 2;
   /** Why, when pending/failed/terminating (e.g. "Unschedulable: 0/1 nodes have free nvidia.com/gpu"). */
   reason?: string;
-  /** Process id (process backend). */
-  pid?: number;
+}
+
+/** The world read back: every engine that exists. */
+export interface Observed {
+  engines: ObservedEngine[];
 }
 
 /** Options shared by the backend's waits: each has a deadline and a signal. */
@@ -38,9 +46,24 @@ export interface WaitOptions {
   deadline: number;
 }
 
+/** What `start` needs to bring an engine up. */
+export interface EngineLaunch {
+  /** The engine's name: the model key, or "*" in scale-only mode. */
+  key: string;
+  /** The model to configure; null in scale-only mode (replicas only / the default model). */
+  model: NamedModel | null;
+  /** Device ids the scheduler placed it on (process: CUDA_VISIBLE_DEVICES); [] for a CPU model. */
+  gpus: string[];
+  /**
+   * Start with vLLM's sleep mode (`--enable-sleep-mode` and `VLLM_SERVER_DEV_MODE=1`): true when the model may
+   * sleep (it has a `sleepAfter`).
+   */
+  sleepMode: boolean;
+}
+
 /** A backend-level failure with a reason a person can act on. */
 export class BackendError extends Error {
-  /** "timeout" | "crashloop" | "exited" | "unavailable" | "forbidden" | "aborted" | "failed". */
+  /** "timeout" | "crashloop" | "exited" | "unavailable" | "forbidden" | "aborted" | "failed" | "unschedulable". */
   readonly kind: string;
   /** Creates the error. */
   constructor(kind: string, message: string, options?: ErrorOptions) {
@@ -51,33 +74,48 @@ export class BackendError extends Error {
 }
 
 /**
- * An engine slot. The scaler's driver guarantees it calls `start` only when
- * the slot is absent, and never two operations at once.
+ * Engines, one per model key. The scaler's driver guarantees: `start` only for
+ * a key with no engine; `sleep` only for a ready engine with nothing in
+ * flight; `wake` only for a sleeping one; never two operations on the same key
+ * at once (a newer one aborts the older through its signal first).
  */
 export interface Backend {
   /** "kubernetes" or "process". */
   readonly kind: "kubernetes" | "process";
-  /** Reads the real state back (restart safety, level-triggered). */
+  /** Reads every engine back (restart safety, level-triggered), sleeping ones included. */
   observe(signal: AbortSignal): Promise<Observed>;
   /**
-   * Configures `model` (null in scale-only mode: replicas only) and brings
-   * the engine up; resolves once it is ready to serve (vLLM's /health
-   * answers 200). Rejects with a BackendError on deadline, abort, crash.
+   * Configures and brings up the engine for `launch.key` on `launch.gpus`;
+   * resolves once it is ready to serve (vLLM's /health answers 200). Rejects
+   * with a BackendError on deadline, abort, crash. A failed start leaves
+   * nothing running.
    */
-  start(model: NamedModel | null, options: WaitOptions): Promise<void>;
+  start(launch: EngineLaunch, options: WaitOptions): Promise<void>;
   /** Waits for an engine that is already starting (found by `observe`) to be ready. */
-  waitReady(model: NamedModel | null, options: WaitOptions): Promise<void>;
+  waitReady(launch: EngineLaunch, options: WaitOptions): Promise<void>;
   /**
-   * Stops the engine and resolves once it is really gone (GPU free).
-   * `force` kills without a grace period (switchStrategy: force).
+   * Puts a ready engine to sleep (`POST /sleep?level=N`) and resolves once
+   * `GET /is_sleeping` says true (its GPU memory is free).
    */
-  stop(options: WaitOptions & { force?: boolean; reason: string }): Promise<void>;
-  /** Base URL (no trailing slash) to forward to while ready, e.g. "http://vllm-svc:80". */
-  upstream(): string;
-  /** Registers a listener for an engine that fails on its own while ready (pod gone, process exit). */
-  onFailure(listener: (reason: string) => void): void;
-  /** Extra status for /admin/status (replicas, pid, pod phase…). */
+  sleep(key: string, level: 1 | 2, options: WaitOptions): Promise<void>;
+  /**
+   * Wakes a sleeping engine (`POST /wake_up`; for level 2 also
+   * `reload_weights` and `reset_prefix_cache`) and resolves once
+   * `GET /is_sleeping` says false and it may serve again.
+   */
+  wake(key: string, level: 1 | 2, options: WaitOptions): Promise<void>;
+  /**
+   * Stops the engine (awake or asleep) and resolves once it is really gone
+   * (GPU free). `force` kills without a grace period (switchStrategy: force).
+   * Resolves at once when there is no such engine.
+   */
+  stop(key: string, options: WaitOptions & { force?: boolean; reason: string }): Promise<void>;
+  /** Base URL (no trailing slash) to forward `key`'s requests to, e.g. "http://vllm-svc:80". */
+  upstream(key: string): string;
+  /** Registers a listener for an engine that fails on its own (pod gone, process exit) outside an operation. */
+  onFailure(listener: (key: string, reason: string) => void): void;
+  /** Extra status for /admin/status (per engine: pid, port, pod phase…). */
   describe(): Record<string, unknown>;
-  /** Releases watches, timers and child processes. */
+  /** Releases watches and timers; the process backend also stops its child engines. */
   close(): Promise<void>;
 }
