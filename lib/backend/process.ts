@@ -71,6 +71,10 @@ const PROBE_TIMEOUT_MS = 2000;
 const SHOWN_LINES = 8;
 /** Characters of an engine's error answer kept for describe(). */
 const ANSWER_CHARS = 500;
+/** Longest a failed operation waits for the exit of an engine that died under it (output drained, /proc polled). */
+const EXIT_REPORT_MS = 3000;
+/** A signal that never aborts. */
+const never = new AbortController().signal;
 
 type Phase = "starting" | "ready" | "sleeping" | "terminating";
 
@@ -478,6 +482,8 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
       });
     } catch (e) {
       const gone = status !== null || engine.stopRequested || (tracking && !isRunning(engine.proc));
+      // Its exit is this operation's to report: let onExit run (and see ops > 0) first.
+      if (gone) await wakeable(EXIT_REPORT_MS, never, engine.proc.exited);
       const error = engine.stopRequested
         ? new BackendError("aborted", `engine for ${name} was stopped while ${operation}`)
         : gone

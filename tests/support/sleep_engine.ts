@@ -5,7 +5,7 @@
  *
  * ```sh
  * deno run -A tests/support/sleep_engine.ts --journal FILE --port 8001 --served-model-name a \
- *   [--load-ms 0] [--fail /wake_up=500] [--sleep-ms 0] [--ignore-sigterm] [any vLLM argument…]
+ *   [--load-ms 0] [--fail /wake_up=500] [--exit-on /wake_up] [--sleep-ms 0] [--ignore-sigterm] [any vLLM argument…]
  * ```
  *
  * Journal (JSON lines): first `{"event":"start","pid","argv","env"}` (argv:
@@ -32,7 +32,8 @@
  * loud; after a level-2 wake without `reload_weights` it answers 500.
  * `--sleep-ms N` makes `/sleep` answer at once but `/is_sleeping` turn true
  * only N ms later (a caller must poll). `--fail ROUTE=STATUS` makes that
- * route answer STATUS with an error body naming the engine's internals.
+ * route answer STATUS with an error body naming the engine's internals;
+ * `--exit-on ROUTE` makes the engine exit (code 1) when that route is called.
  *
  * @module
  */
@@ -65,6 +66,7 @@ export async function runSleepEngine(args: string[]): Promise<void> {
       "load-ms": { type: "string", default: "0" },
       "sleep-ms": { type: "string", default: "0" },
       fail: { type: "string", multiple: true, default: [] },
+      "exit-on": { type: "string", multiple: true, default: [] },
       "ignore-sigterm": { type: "boolean", default: false },
     },
     strict: false,
@@ -102,6 +104,10 @@ export async function runSleepEngine(args: string[]): Promise<void> {
   const sleepRoute = async (req: Request, url: URL): Promise<Response> => {
     const body = req.method === "POST" ? await req.text() : "";
     write({ event: "call", method: req.method, path: url.pathname, query: url.search, body });
+    if ((values["exit-on"] as string[]).includes(url.pathname)) {
+      console.error(`ERROR sleep engine: dying on ${url.pathname} (simulated)`);
+      Deno.exit(1);
+    }
     const failure = failures.get(url.pathname);
     if (failure) {
       return json(failure, {
