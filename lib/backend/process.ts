@@ -707,13 +707,17 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
       }
       // An engine a previous proxy left for this key would be orphaned by a second one: find it first.
       await adoptAll(opts.signal);
+      if (closed) throw new BackendError("unavailable", "the process backend is closed");
       const left = engines.get(launch.key);
-      if (left) {
+      if (left?.proc.adopted) {
         throw new BackendError(
           "failed",
           `an engine for model ${launch.key} left by a previous proxy is running (pid ${left.proc.pid}); ` +
             "observe() reports it",
         );
+      }
+      if (left || starting.has(launch.key)) {
+        throw new BackendError("failed", `an engine for model ${launch.key} is already starting; stop it first`);
       }
       starting.add(launch.key);
       try {
