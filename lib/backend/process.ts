@@ -366,7 +366,8 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
       if (engine.stopRequested) throw new BackendError("aborted", `engine for ${name} was stopped`);
       if (exited) {
         const how = howItEnded(engine, await engine.proc.exited);
-        throw new BackendError("exited", `engine for ${name} ${how} during start`);
+        const why = diagnosis(engine);
+        throw new BackendError("exited", `engine for ${name} ${how} during start${why ? ` (${why})` : ""}`);
       }
       if (signal.aborted) throw abortError(signal, `start of ${name}`);
       const remaining = deadline - Date.now();
@@ -913,8 +914,26 @@ function howItEnded(engine: Engine, status: ExitStatus): string {
 }
 
 function isAddressInUse(engine: Engine): boolean {
-  const text = [...engine.proc.tail.stderr, ...engine.proc.tail.stdout].join("\n");
-  return /address already in use|EADDRINUSE|Errno 98|AddrInUse/i.test(text);
+  return /address already in use|EADDRINUSE|Errno 98|AddrInUse/i.test(outputText(engine));
+}
+
+/**
+ * A failed start's likely cause in vllm-chill's own words, read from the
+ * engine's output (which itself stays out of error messages), or null.
+ */
+function diagnosis(engine: Engine): string | null {
+  if (isAddressInUse(engine)) return `its port ${engine.port} was taken`;
+  const text = outputText(engine);
+  // vLLM's startup check (vllm/v1/worker/gpu_worker.py:187-194 in v0.11.0: "Free memory on device … is less than desired GPU
+  // memory utilization") and CUDA's own out-of-memory errors.
+  if (/less than desired GPU memory utilization|out of memory|OutOfMemoryError/i.test(text)) {
+    return "not enough free GPU memory";
+  }
+  return null;
+}
+
+function outputText(engine: Engine): string {
+  return [...engine.proc.tail.stderr, ...engine.proc.tail.stdout].join("\n");
 }
 
 function abortError(signal: AbortSignal, what: string): BackendError {

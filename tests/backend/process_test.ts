@@ -79,7 +79,8 @@ Deno.test("process backend: an engine exiting during start → short BackendErro
     const error = await backend.start(launch("a"), opts()).then(() => null, (e) => e);
     assert.ok(error instanceof BackendError, String(error));
     assert.equal(error.kind, "exited");
-    assert.equal(error.message, "engine for model a exited with code 3 during start");
+    // vllm-chill's own diagnosis, never the engine's lines.
+    assert.equal(error.message, "engine for model a exited with code 3 during start (not enough free GPU memory)");
     assert.deepEqual(await backend.observe(never()), { engines: [] });
     const last = lastExit(backend, "a");
     assert.equal(last?.code, 3);
@@ -325,6 +326,27 @@ Deno.test("process backend: a taken port (EADDRINUSE at start) is retried once o
   } finally {
     await backend.close();
     await Deno.remove(flag).catch(() => {});
+    await assertNoOrphans(marker);
+  }
+});
+
+Deno.test("process backend: a port taken twice → exited, saying so in vllm-chill's words", async () => {
+  const marker = newMarker();
+  const { backend, launch } = setup({
+    a: {
+      modelName: "org/a",
+      command: ["sh", "-c", 'echo "OSError: [Errno 98] Address already in use" >&2; exit 1', marker],
+    },
+  });
+  try {
+    await assert.rejects(
+      backend.start(launch("a"), opts()),
+      (e: unknown) =>
+        e instanceof BackendError &&
+        /^engine for model a exited with code 1 during start \(its port \d+ was taken\)$/.test(e.message),
+    );
+  } finally {
+    await backend.close();
     await assertNoOrphans(marker);
   }
 });
