@@ -2,7 +2,8 @@
  * A stand-in proxy for the restart tests: a process that runs the process
  * backend, starts the engines it is told to (and puts some to sleep), prints
  * `READY {"a":pid,…}` and then waits to be killed, as a crashed proxy would
- * be (SIGKILL: no close(), no unload handler).
+ * be (SIGKILL: no close(), no unload handler), or, with `exit`, exits at
+ * once without close() (the unload handler must stop the engines).
  *
  * ```sh
  * deno run -A tests/backend/process_proxy_child.ts '{"config":{…},"start":[{"key":"a","gpus":["0"]}],"sleep":[{"key":"a","level":1}]}'
@@ -20,6 +21,8 @@ export interface ChildPlan {
   config: ChillConfigInput;
   start: { key: string; gpus: string[] }[];
   sleep?: { key: string; level: 1 | 2 }[];
+  /** Exit (code 0, no close()) right after READY. */
+  exit?: boolean;
 }
 
 /**
@@ -47,6 +50,7 @@ export async function runChild(plan: ChildPlan): Promise<never> {
   for (const { key, level } of plan.sleep ?? []) await backend.sleep(key, level, deadline());
   const engines = backend.describe().engines as Record<string, { pid: number }>;
   console.log(`READY ${JSON.stringify(Object.fromEntries(Object.entries(engines).map(([k, e]) => [k, e.pid])))}`);
+  if (plan.exit) Deno.exit(0);
   setInterval(() => {}, 1 << 30);
   return await new Promise<never>(() => {});
 }

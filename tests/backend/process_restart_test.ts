@@ -551,3 +551,36 @@ Deno.test("restart: a wake cut short by the crash (recorded asleep, awake per /i
     }
   });
 });
+
+Deno.test("restart: a proxy that exits without close() takes its engines with it (unload), sleepers included", async () => {
+  await withStateDir(async (stateDir, marker) => {
+    const journals = { a: await tempPath("ua"), b: await tempPath("ub") };
+    const port = await freePort("127.0.0.1");
+    const plan: ChildPlan = {
+      config: {
+        backend: "process",
+        port,
+        process: { gpus: ["0", "1"], stateDir },
+        models: {
+          a: { modelName: "org/a", command: sleepEngineCommand(marker, journals.a) },
+          b: { modelName: "org/b", sleepAfter: "1m", command: sleepEngineCommand(marker, journals.b) },
+        },
+      },
+      start: [{ key: "a", gpus: ["0"] }, { key: "b", gpus: ["1"] }],
+      sleep: [{ key: "b", level: 2 }],
+      exit: true,
+    };
+    const out = await within(
+      new Deno.Command(DENO, { args: ["run", "-A", CHILD, JSON.stringify(plan)], stdout: "piped", stderr: "null" })
+        .output(),
+      30_000,
+      "the stand-in proxy to run and exit",
+    );
+    assert.equal(out.code, 0);
+    const pids = JSON.parse(/^READY (.*)$/m.exec(new TextDecoder().decode(out.stdout))![1]) as Record<string, number>;
+    assert.deepEqual(Object.keys(pids).sort(), ["a", "b"]);
+    await waitUntil(() => !alive(-pids.a) && !alive(-pids.b), 5000, "both engine groups to be gone");
+    assert.deepEqual(listStateFiles(stateDir, port), [], "and forgotten");
+    for (const journal of Object.values(journals)) await Deno.remove(journal).catch(() => {});
+  });
+});
