@@ -133,7 +133,8 @@ export interface TestBackend {
  * ```
  */
 export function setup(models: Record<string, ModelSpecInput>, more: Partial<ChillConfigInput> = {}): TestBackend {
-  const config = parseConfig({ backend: "process", models, ...more });
+  // Port 0 unless a test names one (with its own stateDir): nothing is recorded in the user's default state dir.
+  const config = parseConfig({ backend: "process", port: 0, models, ...more });
   const lines: Record<string, unknown>[] = [];
   const log = createLogger({ format: "json", level: "debug", write: (line) => lines.push(JSON.parse(line)) });
   const backend = createProcessBackend({ config, log });
