@@ -124,9 +124,7 @@ export function spawnEngine(options: SpawnOptions): EngineProcess {
   const pumps = [pump(child.stdout, onLine("stdout")), pump(child.stderr, onLine("stderr"))];
   const exited = child.status.then(async (status): Promise<ExitStatus> => {
     // The engine is gone; workers it left in its group would hold the GPU (and the output pipes).
-    try {
-      Deno.kill(-child.pid, "SIGKILL");
-    } catch { /* no one left */ }
+    await killGroup(child.pid);
     await drain(pumps);
     return { code: status.code, signal: status.signal };
   });
@@ -194,12 +192,7 @@ export function adoptEngine(identity: { pid: number; pgid: number; start?: numbe
       await wakeable(wait, unwatch.signal, poke);
     }
     // Workers left in its group would still hold the GPU.
-    if (pgid > 0) {
-      try {
-        Deno.kill(-pgid, "SIGKILL");
-      } catch { /* no one left */ }
-      for (let i = 0; i < 40 && groupMembers(pgid).length > 0; i++) await wakeable(25, unwatch.signal, poke);
-    }
+    if (pgid > 0) await killGroup(pgid, unwatch.signal);
     return { code: null, signal: null };
   })();
   return {
@@ -230,6 +223,21 @@ interface Target {
   adopted: boolean;
   name: string;
   pid: number;
+}
+
+/** Longest wait for the members of a dead engine's group to be gone after their SIGKILL. */
+const GROUP_GONE_MS = 1000;
+
+/** SIGKILLs what is left of process group `pgid` and waits (bounded) until no member lives: "stopped" is "gone". */
+async function killGroup(pgid: number, signal = new AbortController().signal): Promise<void> {
+  try {
+    Deno.kill(-pgid, "SIGKILL");
+  } catch {
+    return; // no one left
+  }
+  for (let waited = 0; waited < GROUP_GONE_MS && groupMembers(pgid).length > 0; waited += 25) {
+    await wakeable(25, signal);
+  }
 }
 
 /** SIGTERM, SIGKILL after the grace period (or at once), then waits until the process is gone. */
