@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { engineArgs } from "../../lib/backend/engine_command.ts";
 import { readEngineRecord, stateFilePath } from "../../lib/backend/engine_state.ts";
 import { BackendError } from "../../lib/backend/types.ts";
+import { assertNeverOversubscribed, createLedger, heldShares, readLedger } from "../support/gpu_ledger.ts";
 import { type JournalEntry, readJournal } from "../support/sleep_engine.ts";
 import {
   alive,
@@ -16,6 +17,7 @@ import {
   DENO,
   details,
   fakeCommand,
+  lastExit,
   never,
   newMarker,
   opts,
@@ -406,6 +408,47 @@ Deno.test("pool: stopping one engine leaves the others serving; close() stops th
   } finally {
     await backend.close();
     for (const journal of Object.values(journals)) await Deno.remove(journal).catch(() => {});
+    await assertNoOrphans(marker);
+  }
+});
+
+Deno.test("pool: shares on one GPU as the engines account them — a third engine does not fit until one sleeps", async () => {
+  const marker = newMarker();
+  const dir = await Deno.makeTempDir({ prefix: "vllm-chill-ledger-" });
+  const ledger = `${dir}/ledger.json`;
+  createLedger(ledger);
+  const journals = { a: await tempPath("la"), b: await tempPath("lb"), c: await tempPath("lc") };
+  const model = (key: keyof typeof journals) => ({
+    modelName: `org/${key}`,
+    gpuMemoryUtilization: 0.45,
+    sleepAfter: "1m",
+    command: sleepEngineCommand(marker, journals[key]),
+  });
+  const { backend, launch } = setup({ a: model("a"), b: model("b"), c: model("c") }, {
+    vllm: { env: { FAKE_GPU_LEDGER: ledger } },
+  });
+  try {
+    await Promise.all([backend.start(launch("a"), opts()), backend.start(launch("b"), opts())]);
+    assert.deepEqual(heldShares(readLedger(ledger)), { "0": 0.9 }, "each engine holds its share of GPU 0");
+    const error = await backend.start(launch("c"), opts()).then(() => null, (e) => e);
+    assert.ok(error instanceof BackendError, String(error));
+    assert.equal(error.message, "engine for model c exited with code 1 during start (not enough free GPU memory)");
+    assert.ok(lastExit(backend, "c")?.output.some((l) => l.includes("Free memory on device")), "vLLM's own words");
+
+    await backend.sleep("a", 1, opts());
+    assert.deepEqual(heldShares(readLedger(ledger)), { "0": 0.45 }, "asleep, a holds no GPU memory");
+    await backend.start(launch("c"), opts());
+    // Waking a now would oversubscribe GPU 0: the engine refuses (CUDA out of memory), and stays asleep.
+    await assert.rejects(backend.wake("a", 1, opts()), /POST \/wake_up of model a answered 500/);
+    assert.deepEqual(await phases(backend), { a: "sleeping", b: "ready", c: "ready" });
+    await backend.stop("c", { ...opts(), reason: "make room" });
+    await backend.wake("a", 1, opts());
+    assert.deepEqual(heldShares(readLedger(ledger)), { "0": 0.9 });
+    assertNeverOversubscribed(ledger);
+  } finally {
+    await backend.close();
+    for (const journal of Object.values(journals)) await Deno.remove(journal).catch(() => {});
+    await Deno.remove(dir, { recursive: true });
     await assertNoOrphans(marker);
   }
 });
