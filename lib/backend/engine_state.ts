@@ -1,12 +1,15 @@
 /**
- * The process backend's record of its running engine: a small JSON file
- * (`engine-<proxy port>.json`) written atomically when an engine is spawned
- * and removed once it has exited, so that a proxy restarted after a crash
- * (SIGKILL, OOM killer) finds the engine it left running and adopts it
- * instead of starting a second one on the same GPU. Also the few /proc reads
- * that tell whether a recorded process is still that very process (pid, start
- * time since boot, boot id, command line): Linux only; elsewhere nothing is
- * recorded.
+ * The process backend's records of its running engines: one small JSON file
+ * per engine, `<stateDir>/engine-<proxy port>-<key>.json`, written atomically
+ * when the engine is spawned (and again when it is put to sleep, woken, or
+ * adopted) and removed once it has exited, so that a proxy restarted after a
+ * crash (SIGKILL, OOM killer) finds every engine it left running, sleeping
+ * ones included, and adopts them instead of starting second ones on the same
+ * GPUs.
+ *
+ * A record written by vllm-chill before the pool (`engine-<proxy port>.json`,
+ * version 1, one engine, no GPUs recorded) is still read, so that an engine
+ * it left running is found and stopped.
  *
  * @module
  */
@@ -20,9 +23,8 @@ const Identity = z.strictObject({
   bootId: z.string().optional(),
 });
 
-/** The state file's shape. */
-export const EngineRecordSchema = z.strictObject({
-  version: z.literal(1),
+/** The fields every version records about the engine process. */
+const ProcessFields = {
   pid: z.int().positive(),
   pgid: z.int().positive(),
   /** Start time of the engine in clock ticks since boot (guards against pid reuse). */
@@ -37,9 +39,26 @@ export const EngineRecordSchema = z.strictObject({
   servedModelName: z.string().min(1),
   command: z.array(z.string()).min(1),
   startedAt: z.iso.datetime(),
-  /** The proxy that spawned the engine: while it lives, the engine is its own, not to adopt. */
+  /** The proxy that owns the engine: while it lives, the engine is its own, not to adopt. */
   proxy: Identity,
+};
+
+/** The state file's shape (version 2: one file per engine). */
+export const EngineRecordSchema = z.strictObject({
+  version: z.literal(2),
+  /** The engine's name: the model key, or "*" in scale-only mode. */
+  key: z.string().min(1),
+  ...ProcessFields,
+  /** Its CUDA_VISIBLE_DEVICES, as a list ([] for a CPU model). */
+  gpus: z.array(z.string()),
+  /** Started with vLLM's sleep mode (`--enable-sleep-mode`, `VLLM_SERVER_DEV_MODE=1`). */
+  sleepMode: z.boolean(),
+  /** Set from the moment `POST /sleep?level=N` is sent until a wake has completed. */
+  sleepLevel: z.literal([1, 2]).optional(),
 });
+
+/** The record of a vllm-chill before the pool (`engine-<proxy port>.json`). */
+export const LegacyEngineRecordSchema = z.strictObject({ version: z.literal(1), ...ProcessFields });
 
 /**
  * A recorded engine.
@@ -48,12 +67,27 @@ export const EngineRecordSchema = z.strictObject({
  * ```ts
  * import type { EngineRecord } from "./engine_state.ts";
  * const record: EngineRecord = {
+ *   version: 2, key: "a", pid: 4242, pgid: 4242, port: 40123, host: "127.0.0.1", model: "a",
+ *   servedModelName: "a", command: ["vllm", "serve", "org/a"], startedAt: new Date(0).toISOString(),
+ *   proxy: { pid: 4200 }, gpus: ["0"], sleepMode: true, sleepLevel: 1,
+ * };
+ * ```
+ */
+export type EngineRecord = z.infer<typeof EngineRecordSchema>;
+
+/**
+ * A record of a vllm-chill before the pool.
+ *
+ * @example
+ * ```ts
+ * import type { LegacyEngineRecord } from "./engine_state.ts";
+ * const record: LegacyEngineRecord = {
  *   version: 1, pid: 4242, pgid: 4242, port: 40123, host: "127.0.0.1", model: "a", servedModelName: "a",
  *   command: ["vllm", "serve", "org/a"], startedAt: new Date(0).toISOString(), proxy: { pid: 4200 },
  * };
  * ```
  */
-export type EngineRecord = z.infer<typeof EngineRecordSchema>;
+export type LegacyEngineRecord = z.infer<typeof LegacyEngineRecordSchema>;
 
 /**
  * The default directory of state files: `$XDG_RUNTIME_DIR/vllm-chill` when
@@ -73,16 +107,55 @@ export function defaultStateDir(env: (name: string) => string | undefined = (n) 
 }
 
 /**
- * Path of the state file of the proxy listening on `proxyPort`.
+ * Path of the state file of engine `key` of the proxy listening on
+ * `proxyPort`. The key is kept as is when it is made of letters, digits, `.`,
+ * `_` and `-`; other bytes are written `%XX` ("*" → "%2A", "/" → "%2F").
  *
  * @example
  * ```ts
  * import { stateFilePath } from "./engine_state.ts";
- * stateFilePath("/run/user/1000/vllm-chill", 8080); // "/run/user/1000/vllm-chill/engine-8080.json"
+ * stateFilePath("/run/user/1000/vllm-chill", 8080, "qwen3-8b"); // "/run/user/1000/vllm-chill/engine-8080-qwen3-8b.json"
+ * stateFilePath("/tmp/s", 8080, "*"); // "/tmp/s/engine-8080-%2A.json"
  * ```
  */
-export function stateFilePath(dir: string, proxyPort: number): string {
-  return `${dir.replace(/\/+$/, "")}/engine-${proxyPort}.json`;
+export function stateFilePath(dir: string, proxyPort: number, key: string): string {
+  return `${trimDir(dir)}/engine-${proxyPort}-${fileKey(key)}.json`;
+}
+
+/**
+ * Path of the single state file a vllm-chill before the pool wrote.
+ *
+ * @example
+ * ```ts
+ * import { legacyStateFilePath } from "./engine_state.ts";
+ * legacyStateFilePath("/tmp/s", 8080); // "/tmp/s/engine-8080.json"
+ * ```
+ */
+export function legacyStateFilePath(dir: string, proxyPort: number): string {
+  return `${trimDir(dir)}/engine-${proxyPort}.json`;
+}
+
+/**
+ * Paths of every state file of the proxy on `proxyPort` in `dir` (the legacy
+ * one included), sorted; [] when the directory does not exist.
+ *
+ * @example
+ * ```ts
+ * import { listStateFiles } from "./engine_state.ts";
+ * listStateFiles("/nonexistent", 8080); // []
+ * ```
+ */
+export function listStateFiles(dir: string, proxyPort: number): string[] {
+  const prefix = `engine-${proxyPort}-`;
+  const legacy = `engine-${proxyPort}.json`;
+  const found: string[] = [];
+  try {
+    for (const entry of Deno.readDirSync(dir)) {
+      if (!entry.isFile || !entry.name.endsWith(".json")) continue;
+      if (entry.name === legacy || entry.name.startsWith(prefix)) found.push(`${trimDir(dir)}/${entry.name}`);
+    }
+  } catch { /* no directory yet: nothing recorded */ }
+  return found.sort();
 }
 
 /**
@@ -93,10 +166,10 @@ export function stateFilePath(dir: string, proxyPort: number): string {
  * @example
  * ```ts ignore
  * import { writeEngineRecord } from "./engine_state.ts";
- * writeEngineRecord("/tmp/vllm-chill-0/engine-8080.json", record);
+ * writeEngineRecord("/tmp/vllm-chill-0/engine-8080-a.json", record);
  * ```
  */
-export function writeEngineRecord(path: string, record: EngineRecord): void {
+export function writeEngineRecord(path: string, record: EngineRecord | LegacyEngineRecord): void {
   const dir = path.slice(0, path.lastIndexOf("/")) || "/";
   Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = `${path}.${Deno.pid}.tmp`;
@@ -115,15 +188,17 @@ export function writeEngineRecord(path: string, record: EngineRecord): void {
 export type ReadResult =
   | { kind: "none" }
   | { kind: "record"; record: EngineRecord }
+  | { kind: "legacy"; record: LegacyEngineRecord }
   | { kind: "invalid"; reason: string };
 
 /**
- * Reads the state file at `path`: none, a valid record, or invalid (with why).
+ * Reads the state file at `path`: none, a record (or a legacy one), or
+ * invalid (with why).
  *
  * @example
  * ```ts
  * import { readEngineRecord } from "./engine_state.ts";
- * readEngineRecord("/nonexistent/engine-8080.json").kind; // "none"
+ * readEngineRecord("/nonexistent/engine-8080-a.json").kind; // "none"
  * ```
  */
 export function readEngineRecord(path: string): ReadResult {
@@ -140,11 +215,13 @@ export function readEngineRecord(path: string): ReadResult {
   } catch (e) {
     return { kind: "invalid", reason: `not JSON: ${e instanceof Error ? e.message : String(e)}` };
   }
-  const parsed = EngineRecordSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return { kind: "invalid", reason: `${issue?.path.join(".") || "record"}: ${issue?.message}` };
+  if ((json as { version?: unknown } | null)?.version === 1) {
+    const legacy = LegacyEngineRecordSchema.safeParse(json);
+    if (legacy.success) return { kind: "legacy", record: legacy.data };
+    return { kind: "invalid", reason: firstIssue(legacy.error.issues) };
   }
+  const parsed = EngineRecordSchema.safeParse(json);
+  if (!parsed.success) return { kind: "invalid", reason: firstIssue(parsed.error.issues) };
   return { kind: "record", record: parsed.data };
 }
 
@@ -155,13 +232,13 @@ export function readEngineRecord(path: string): ReadResult {
  * @example
  * ```ts
  * import { removeEngineRecord } from "./engine_state.ts";
- * removeEngineRecord("/nonexistent/engine-8080.json"); // false
+ * removeEngineRecord("/nonexistent/engine-8080-a.json"); // false
  * ```
  */
 export function removeEngineRecord(path: string, pid?: number): boolean {
   if (pid !== undefined) {
     const found = readEngineRecord(path);
-    if (found.kind !== "record" || found.record.pid !== pid) return false;
+    if ((found.kind !== "record" && found.kind !== "legacy") || found.record.pid !== pid) return false;
   }
   try {
     Deno.removeSync(path);
@@ -171,146 +248,27 @@ export function removeEngineRecord(path: string, pid?: number): boolean {
   }
 }
 
-/** A live process as /proc shows it. */
-export interface ProcStat {
-  /** Process group. */
-  pgrp: number;
-  /** Start time in clock ticks since boot. */
-  start: number;
+function trimDir(dir: string): string {
+  return dir.replace(/\/+$/, "");
 }
 
-/**
- * /proc/<pid>/stat of a live process, or null when it is gone, a zombie, or
- * /proc is not available.
- *
- * @example
- * ```ts
- * import { procStat } from "./engine_state.ts";
- * procStat(Deno.pid)?.start !== undefined; // true on Linux
- * ```
- */
-export function procStat(pid: number): ProcStat | null {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  } catch {
-    return null;
+/** Longest encoded key kept whole in a file name (names stay far below the usual 255-byte limit). */
+const MAX_FILE_KEY = 150;
+
+function fileKey(key: string): string {
+  let out = "";
+  for (const byte of new TextEncoder().encode(key)) {
+    const char = String.fromCharCode(byte);
+    out += /[A-Za-z0-9._-]/.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
   }
-  // After "(comm) " come: state ppid pgrp session tty_nr tpgid flags … starttime (field 22).
-  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  const state = fields[0];
-  if (state === "Z" || state === "X" || state === "x") return null;
-  const pgrp = Number(fields[2]);
-  const start = Number(fields[19]);
-  if (!Number.isInteger(pgrp) || !Number.isInteger(start)) return null;
-  return { pgrp, start };
+  if (out.length <= MAX_FILE_KEY) return out;
+  // A very long key: a prefix plus a hash of the whole (the record itself holds the key).
+  let h = 0x811c9dc5; // FNV-1a
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return `${out.slice(0, 100)}~${(h >>> 0).toString(16).padStart(8, "0")}`;
 }
 
-/**
- * The command line of a live process (/proc/<pid>/cmdline), or null.
- *
- * @example
- * ```ts
- * import { procCmdline } from "./engine_state.ts";
- * procCmdline(Deno.pid)?.[0] !== undefined; // true on Linux
- * ```
- */
-export function procCmdline(pid: number): string[] | null {
-  try {
-    const text = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
-    if (!text) return null;
-    return text.replace(/\0$/, "").split("\0");
-  } catch {
-    return null;
-  }
-}
-
-/**
- * This boot's id (/proc/sys/kernel/random/boot_id), or undefined off Linux.
- *
- * @example
- * ```ts
- * import { bootId } from "./engine_state.ts";
- * typeof (bootId() ?? ""); // "string"
- * ```
- */
-export function bootId(): string | undefined {
-  try {
-    return Deno.readTextFileSync("/proc/sys/kernel/random/boot_id").trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * True when /proc can tell whether a recorded process still runs (Linux).
- *
- * @example
- * ```ts
- * import { canTrackProcesses } from "./engine_state.ts";
- * typeof canTrackProcesses(); // "boolean"
- * ```
- */
-export function canTrackProcesses(): boolean {
-  return procStat(Deno.pid) !== null;
-}
-
-/**
- * Whether `live` (a /proc cmdline) is the process started with `recorded`:
- * the same arguments after the program, and the program itself among what
- * precedes them (an interpreter may come first for a script, e.g. `python3
- * /usr/bin/vllm serve …` for `vllm serve …`).
- *
- * @example
- * ```ts
- * import { commandMatches } from "./engine_state.ts";
- * commandMatches(["vllm", "serve", "m"], ["/usr/bin/python3", "/usr/local/bin/vllm", "serve", "m"]); // true
- * commandMatches(["vllm", "serve", "m"], ["sleep", "60"]); // false
- * ```
- */
-export function commandMatches(recorded: string[], live: string[]): boolean {
-  const args = recorded.slice(1);
-  if (live.length < args.length + 1) return false;
-  const head = live.slice(0, live.length - args.length);
-  if (args.some((arg, i) => live[head.length + i] !== arg)) return false;
-  const base = (p: string) => p.slice(p.lastIndexOf("/") + 1);
-  return head.some((p) => p === recorded[0] || base(p) === base(recorded[0]));
-}
-
-/**
- * True while the process `identity` names still runs (same pid, start time and
- * boot when recorded; a zombie counts as gone).
- *
- * @example
- * ```ts
- * import { isRunning, procStat } from "./engine_state.ts";
- * isRunning({ pid: Deno.pid, start: procStat(Deno.pid)?.start }); // true on Linux
- * ```
- */
-export function isRunning(identity: { pid: number; start?: number; bootId?: string }): boolean {
-  const stat = procStat(identity.pid);
-  if (!stat) return false;
-  if (identity.bootId !== undefined && identity.bootId !== bootId()) return false;
-  return identity.start === undefined || identity.start === stat.start;
-}
-
-/**
- * Live (non-zombie) members of process group `pgid`, read from /proc.
- *
- * @example
- * ```ts
- * import { groupMembers } from "./engine_state.ts";
- * Array.isArray(groupMembers(999_999_999)); // true
- * ```
- */
-export function groupMembers(pgid: number): number[] {
-  const pids: number[] = [];
-  try {
-    for (const entry of Deno.readDirSync("/proc")) {
-      if (!/^\d+$/.test(entry.name)) continue;
-      const stat = procStat(Number(entry.name));
-      if (stat?.pgrp === pgid) pids.push(Number(entry.name));
-    }
-  } catch { /* no /proc */ }
-  return pids;
+function firstIssue(issues: readonly { path: PropertyKey[]; message: string }[]): string {
+  const issue = issues[0];
+  return `${issue?.path.map(String).join(".") || "record"}: ${issue?.message}`;
 }
