@@ -29,7 +29,7 @@ export function measureDecide(sizes: number[]): Promise<DecideCost[]> {
   const out: DecideCost[] = [];
   for (const size of sizes) {
     let s: SchedulerState = initialState(policy, 0);
-    s = decide(s, { type: "observed", op: 0, engine: { phase: "absent", model: null } }, 0).state;
+    s = decide(s, { type: "observed", op: 0, engines: [] }, 0).state;
     for (let i = 0; i < size; i++) s = decide(s, { type: "request", id: `h${i}`, model: "*" }, 1).state;
     const n = 200;
     const t0 = performance.now();

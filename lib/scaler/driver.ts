@@ -445,7 +445,6 @@ class ScalerDriver implements Scaler {
         break;
       case "stop":
         this.#metrics.scaleEventsTotal.inc({ direction: "down" });
-        this.#log.info("stopping engine", { model: effect.model, reason: effect.reason, force: effect.force });
         this.#run(effect.model, effect.op, (signal) =>
           this.#backend.stop(effect.model, {
             signal,
@@ -596,10 +595,7 @@ class ScalerDriver implements Scaler {
   #startEngine(effect: Extract<SchedulerEffect, { type: "start" | "waitReady" }>): void {
     const { op, model: key, deadline, gpus, sleepMode } = effect;
     const model: NamedModel | null | undefined = this.#scaleOnly ? null : this.#registry.resolve(key);
-    if (effect.type === "start") {
-      this.#metrics.scaleEventsTotal.inc({ direction: "up" });
-      this.#log.info("starting engine", { model: key, gpus, sleepMode });
-    }
+    if (effect.type === "start") this.#metrics.scaleEventsTotal.inc({ direction: "up" });
     this.#run(key, op, (signal) => {
       if (model === undefined) return Promise.reject(new Error(`unknown model "${key}"`));
       const launch = { key, model, gpus, sleepMode };

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createKubernetesBackend } from "../../lib/backend/kubernetes.ts";
-import { BackendError } from "../../lib/backend/types.ts";
+import { BackendError, type Observed } from "../../lib/backend/types.ts";
+import type { NamedModel } from "../../lib/config/schema.ts";
 import { ModelRegistry } from "../../lib/models/registry.ts";
 import { type KubeTestEnv, withKube } from "../kube/helpers.ts";
 
@@ -32,6 +33,9 @@ function backendFor(env: KubeTestEnv, upstreamUrl: string, configOverride?: Part
   });
 }
 
+const launch = (model: NamedModel) => ({ key: model.name, model, gpus: ["0"], sleepMode: false });
+const phaseOf = (observed: Observed) => observed.engines[0]?.phase ?? "absent";
+
 const isKind = (kind: string, pattern?: RegExp) => (e: unknown) =>
   e instanceof BackendError && e.kind === kind && (!pattern || pattern.test(e.message));
 
@@ -42,9 +46,9 @@ Deno.test("kubernetes backend: start creates resources, writes the model, waits 
       const backend = backendFor(env, health.url);
       const registry = new ModelRegistry(env.config.models);
       try {
-        assert.equal((await backend.observe(AbortSignal.timeout(5000))).phase, "absent");
+        assert.equal(phaseOf(await backend.observe(AbortSignal.timeout(5000))), "absent");
         const started = Date.now();
-        await backend.start(registry.resolve("model-b")!, {
+        await backend.start(launch(registry.resolve("model-b")!), {
           signal: AbortSignal.timeout(10_000),
           deadline: Date.now() + 10_000,
         });
@@ -53,23 +57,23 @@ Deno.test("kubernetes backend: start creates resources, writes the model, waits 
         const cm = env.fake.store.getObject("configmaps", "vllm-config", "ai-apps");
         assert.equal(cm.data.VLLM_CHILL_MODEL, "model-b");
         const observed = await backend.observe(AbortSignal.timeout(5000));
-        assert.deepEqual(observed, { replicas: 1, activeModel: "model-b", phase: "ready" });
-        assert.equal(backend.upstream(), health.url);
+        assert.deepEqual(observed, { engines: [{ key: "model-b", phase: "ready" }] });
+        assert.equal(backend.upstream("model-b"), health.url);
         assert.equal(backend.describe().replicas, 1);
         assert.equal(env.fake.calls.filter((c) => c.method === "PATCH" && c.subresource === "scale").length, 1);
 
-        await backend.stop({ reason: "idle", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", { reason: "idle", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
         assert.equal(env.fake.kubelet.pods().length, 0);
         assert.equal(env.fake.kubelet.gpusInUse(), 0);
-        assert.equal((await backend.observe(AbortSignal.timeout(5000))).phase, "absent");
+        assert.equal(phaseOf(await backend.observe(AbortSignal.timeout(5000))), "absent");
 
         // A second start only rewrites the ConfigMap (resources exist now).
-        await backend.start(registry.resolve("model-a")!, {
+        await backend.start(launch(registry.resolve("model-a")!), {
           signal: AbortSignal.timeout(10_000),
           deadline: Date.now() + 10_000,
         });
         assert.equal(env.fake.store.getObject("configmaps", "vllm-config", "ai-apps").data.VLLM_CHILL_MODEL, "model-a");
-        await backend.stop({ reason: "switch", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", { reason: "switch", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
       } finally {
         await backend.close();
       }
@@ -95,8 +99,8 @@ Deno.test("kubernetes backend: scale-only mode never touches ConfigMap, Service 
       }, "ai-apps");
       const backend = backendFor(env, health.url, { enableModelSwitch: false });
       try {
-        await backend.start(null, { signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
-        await backend.stop({ reason: "idle", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.start({ key: "*", model: null, gpus: ["0"], sleepMode: false }, { signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", { reason: "idle", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
       } finally {
         await backend.close();
       }
@@ -121,16 +125,16 @@ Deno.test("kubernetes backend: crash-looping pod makes start fail fast", async (
       try {
         const started = Date.now();
         await assert.rejects(
-          backend.start(new ModelRegistry(env.config.models).first()!, {
+          backend.start(launch(new ModelRegistry(env.config.models).first()!), {
             signal: AbortSignal.timeout(20_000),
             deadline: Date.now() + 20_000,
           }),
           isKind("crashloop"),
         );
         assert.ok(Date.now() - started < 10_000);
-        assert.equal((await backend.observe(AbortSignal.timeout(5000))).phase, "failed");
+        assert.equal(phaseOf(await backend.observe(AbortSignal.timeout(5000))), "failed");
         env.fake.faults.crashLoop(false);
-        await backend.stop({ reason: "failed", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", { reason: "failed", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
       } finally {
         await backend.close();
       }
@@ -146,20 +150,20 @@ Deno.test("kubernetes backend: stop on a pod stuck terminating waits until the d
     await withKube(async (env) => {
       const backend = backendFor(env, health.url);
       try {
-        await backend.start(new ModelRegistry(env.config.models).first()!, {
+        await backend.start(launch(new ModelRegistry(env.config.models).first()!), {
           signal: AbortSignal.timeout(5000),
           deadline: Date.now() + 5000,
         });
         env.fake.faults.stuckTerminating(true);
         const started = Date.now();
         await assert.rejects(
-          backend.stop({ reason: "idle", signal: AbortSignal.timeout(5000), deadline: Date.now() + 400 }),
+          backend.stop("model", { reason: "idle", signal: AbortSignal.timeout(5000), deadline: Date.now() + 400 }),
           isKind("timeout", /gone.*terminating/s),
         );
         assert.ok(Date.now() - started >= 390, "waited until the deadline");
-        assert.equal((await backend.observe(AbortSignal.timeout(5000))).phase, "terminating");
+        assert.equal(phaseOf(await backend.observe(AbortSignal.timeout(5000))), "terminating");
         env.fake.faults.stuckTerminating(false);
-        await backend.stop({
+        await backend.stop("model", {
           reason: "retry",
           force: true,
           signal: AbortSignal.timeout(5000),
@@ -183,12 +187,12 @@ Deno.test("kubernetes backend: onFailure fires once when the Ready pod disappear
       const reasons: string[] = [];
       let failed!: () => void;
       const failure = new Promise<void>((r) => failed = r);
-      backend.onFailure((reason) => {
+      backend.onFailure((_key, reason) => {
         reasons.push(reason);
         failed();
       });
       try {
-        await backend.start(new ModelRegistry(env.config.models).first()!, {
+        await backend.start(launch(new ModelRegistry(env.config.models).first()!), {
           signal: AbortSignal.timeout(5000),
           deadline: Date.now() + 5000,
         });
@@ -203,7 +207,7 @@ Deno.test("kubernetes backend: onFailure fires once when the Ready pod disappear
         ]);
         assert.equal(reasons.length, 1);
         assert.match(reasons[0], new RegExp(pod.metadata.name));
-        await backend.stop({ reason: "failed", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", { reason: "failed", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
         assert.equal(reasons.length, 1, "an expected stop is not a failure");
       } finally {
         await backend.close();
@@ -221,13 +225,13 @@ Deno.test("kubernetes backend: start honours its deadline when /health never ans
       const backend = backendFor(env, health.url);
       try {
         await assert.rejects(
-          backend.start(new ModelRegistry(env.config.models).first()!, {
+          backend.start(launch(new ModelRegistry(env.config.models).first()!), {
             signal: AbortSignal.timeout(5000),
             deadline: Date.now() + 600,
           }),
           isKind("timeout", /health/),
         );
-        await backend.stop({ reason: "failed", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", { reason: "failed", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
       } finally {
         await backend.close();
       }
@@ -245,14 +249,14 @@ Deno.test("kubernetes backend: start rides out API server 5xx and latency on the
       try {
         env.fake.faults.failNext({ method: "PATCH", resource: "deployments", subresource: "scale" }, 503, 3);
         env.fake.faults.latency(20, { resource: "pods" });
-        await backend.start(new ModelRegistry(env.config.models).first()!, {
+        await backend.start(launch(new ModelRegistry(env.config.models).first()!), {
           signal: AbortSignal.timeout(10_000),
           deadline: Date.now() + 10_000,
         });
         const patches = env.fake.calls.filter((c) => c.method === "PATCH" && c.subresource === "scale");
         assert.deepEqual(patches.map((c) => c.status), [503, 503, 503, 200]);
         env.fake.faults.clear();
-        await backend.stop({ reason: "idle", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", { reason: "idle", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
       } finally {
         await backend.close();
       }

@@ -123,7 +123,7 @@ Deno.test("process e2e: admin API — token required, status fields, load (202 /
     assert.deepEqual(status.held, {});
     assert.deepEqual(status.inflight, {});
     assert.equal(status.lastError, null);
-    assert.equal(status.backendInfo.pid, null);
+    assert.deepEqual(status.backend.engines, {});
 
     // Unknown model → 404.
     const unknown = await admin(proxy.url, "/admin/models/nope/load", { method: "POST" });
@@ -139,8 +139,8 @@ Deno.test("process e2e: admin API — token required, status fields, load (202 /
     status = await (await admin(proxy.url, "/admin/status")).json();
     assert.equal(status.state, "ready");
     assert.equal(status.activeModel, "a");
-    assert.equal(typeof status.backendInfo.pid, "number");
-    assert.deepEqual((await proxy.engines()).map((e) => e.pid), [status.backendInfo.pid]);
+    assert.equal(typeof status.backend.engines.a.pid, "number");
+    assert.deepEqual((await proxy.engines()).map((e) => e.pid), [status.backend.engines.a.pid]);
     assert.ok(status.lastColdStartMs > 0, "cold start timing");
     assert.ok(status.lastActivity === null || typeof status.lastActivity === "string");
 
@@ -172,7 +172,7 @@ Deno.test("process e2e: admin API — token required, status fields, load (202 /
     assert.deepEqual(await proxy.engines(), []);
     status = await (await admin(proxy.url, "/admin/status")).json();
     assert.equal(status.state, "idle");
-    assert.equal(status.backendInfo.pid, null);
+    assert.deepEqual(status.backend.engines, {});
     assert.deepEqual(proxy.overlaps, []);
   } finally {
     await proxy.close();

@@ -42,7 +42,7 @@ Deno.test("process e2e: N concurrent requests while cold → one engine start, a
     const status = proxy.server.scaler.status();
     assert.equal(status.state, "ready");
     assert.equal(status.activeModel, "a");
-    assert.equal(proxy.server.backend.describe().pid, engines[0].pid);
+    assert.equal((proxy.server.backend.describe().engines as Record<string, { pid: number }>).a.pid, engines[0].pid);
     // The engine's own output reaches the proxy's log, with the model name.
     const engineLines = proxy.logs.records().filter((r) => r.stream === "stdout" && r.model === "a");
     assert.ok(engineLines.some((r) => /^listening on http:\/\/127\.0\.0\.1:\d+$/.test(r.msg as string)));

@@ -22,12 +22,13 @@ Deno.test("process e2e: a switch stops the old engine (GPU free) before the new 
     const openai = proxy.openai();
     const first = await openai.chat.completions.create({ model: "a", messages: [{ role: "user", content: "hi" }] });
     assert.equal(first.model, "a");
-    const pidA = proxy.server.backend.describe().pid as number;
+    const pidOf = (key: string) => (proxy.server.backend.describe().engines as Record<string, { pid: number }>)[key]?.pid;
+    const pidA = pidOf("a");
     assert.equal(typeof pidA, "number");
 
     const second = await openai.chat.completions.create({ model: "b", messages: [{ role: "user", content: "hi" }] });
     assert.equal(second.model, "b", "answered by the engine of b");
-    const pidB = proxy.server.backend.describe().pid as number;
+    const pidB = pidOf("b");
     assert.notEqual(pidB, pidA);
 
     const engines = await proxy.engines();
@@ -172,7 +173,9 @@ Deno.test("process e2e: a switch whose new engine fails → 503 for its requests
     );
     await assert.rejects(
       openai.chat.completions.create({ model: "b", messages: [{ role: "user", content: "x" }] }),
-      (e: unknown) => e instanceof OpenAI.APIError && e.status === 503 && /bad weights/.test(e.message),
+      (e: unknown) =>
+        e instanceof OpenAI.APIError && e.status === 503 && /exited with code 2/.test(e.message) &&
+        !/bad weights/.test(e.message),
     );
     // The 503 goes out when the start fails; the stop that follows ends a moment later.
     await waitUntil(() => proxy.server.scaler.status().state === "idle", 5000, "back to idle");

@@ -8,7 +8,7 @@ const FAST = { scheduleMs: 5, startMs: 10, readyMs: 20, terminateMs: 20 };
 Deno.test("readState on a fresh namespace: absent, no model", async () => {
   await withKube(async ({ client }) => {
     const state = await client.readState();
-    assert.deepEqual(toObserved(state), { replicas: 0, activeModel: null, phase: "absent" });
+    assert.deepEqual(toObserved(state), { engines: [] });
     assert.equal(state.deploymentExists, false);
   }, { fake: { timing: FAST } });
 });

@@ -35,6 +35,12 @@ export class FakeGate implements Gate {
   readonly acquireCalls: string[] = [];
   readonly loadCalls: string[] = [];
   unloadCalls = 0;
+  /** The model of each unload (null: all). */
+  unloadModels: (string | null)[] = [];
+  /** Models of each sleep call. */
+  sleepCalls: string[] = [];
+  /** What sleep does (default: resolve). */
+  sleepResult: () => Promise<void> = () => Promise.resolve();
   /** Leases issued and released. */
   issued = 0;
   released = 0;
@@ -160,7 +166,11 @@ export class FakeGate implements Gate {
       lastError: null,
       lastColdStartMs: null,
       lastSwitchMs: null,
+      lastWakeMs: null,
       backend: { kind: "fake" },
+      models: {},
+      gpus: {},
+      recent: [],
     };
   }
 
@@ -169,8 +179,14 @@ export class FakeGate implements Gate {
     return this.loadResult();
   }
 
-  unload(_options: { signal: AbortSignal }): Promise<void> {
+  sleep(model: string, _options: { signal: AbortSignal }): Promise<void> {
+    this.sleepCalls.push(model);
+    return this.sleepResult();
+  }
+
+  unload(model: string | null, _options: { signal: AbortSignal }): Promise<void> {
     this.unloadCalls++;
+    this.unloadModels.push(model);
     return this.unloadResult();
   }
 
