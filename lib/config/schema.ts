@@ -123,11 +123,11 @@ function knownValues(values: readonly string[]): string {
   return values.map((v) => JSON.stringify(v)).join(", ");
 }
 
-/** The description of a field checked against the pinned release's names. */
-function checkedDescription(flag: string, field: (typeof CHECKED_VALUES)[number]["field"]): string {
+/** The description of a field checked against the pinned release's names; `exempt` says when it is not checked. */
+function checkedDescription(flag: string, field: (typeof CHECKED_VALUES)[number]["field"], exempt = ""): string {
   const values = CHECKED_VALUES.find((c) => c.field === field)!.values;
   return `\`--${flag}\`; vLLM ${PINNED_VLLM_VERSION} knows ${values.join(", ")} ` +
-    "(others are refused unless allowUnknownVllmValues is true).";
+    `(${exempt}others are refused unless allowUnknownVllmValues is true).`;
 }
 
 /** The fields of a model, each checked alone ({@link ModelSpecSchema} checks them together). */
@@ -173,10 +173,7 @@ const ModelSpecFields = z
         "vLLM's default (false).",
     ),
     toolCallParser: z.string().min(1).optional().describe(
-      checkedDescription("tool-call-parser", "toolCallParser").replace(
-        "(others",
-        "(not checked when extraArgs has --tool-parser-plugin; others",
-      ),
+      checkedDescription("tool-call-parser", "toolCallParser", "not checked when extraArgs has --tool-parser-plugin; "),
     ),
     reasoningParser: z.string().min(1).optional().describe(checkedDescription("reasoning-parser", "reasoningParser")),
     chatTemplate: z.string().min(1).optional().describe("`--chat-template` (path or inline template)."),
