@@ -1,7 +1,8 @@
 /**
  * The Kubernetes backend, shared layout: one vLLM Deployment is the only
  * engine slot (one model at a time; the scheduler's policy says so). Starting
- * writes the model's configuration (model switching) and scales to 1, then
+ * writes the model's configuration and gives the pod template the model's
+ * shape (model switching), and scales to 1, then
  * waits (watch) for a Ready pod and for vLLM's own /health through the
  * upstream URL; stopping scales to 0 and waits until the pod is really gone.
  *
@@ -135,6 +136,8 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
           }
           // Always written (and remembered by the client) so a concurrent start-up ensure cannot undo it.
           await client.writeActiveModel(config, model, { signal, deadline: options.deadline });
+          // At 0 replicas, before the scale-up: the new pod gets this model's image, GPUs and resources.
+          await client.applyModelPodShape(config, model, { signal, deadline: options.deadline });
         }
         await client.scale(1, { signal, deadline: options.deadline });
       } catch (error) {

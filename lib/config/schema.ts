@@ -13,6 +13,15 @@
 import { z } from "zod";
 import type { ChillConfig, ChillConfigInput, ModelSpec, ModelSpecInput } from "./types.ts";
 import { DURATION_PATTERN, parseDuration, parseSize, SIZE_PATTERN } from "./units.ts";
+import { findVllmFlag } from "../models/vllm_args.ts";
+import {
+  CHECKED_VALUES,
+  MODEL_DTYPES,
+  PINNED_VLLM_IMAGE,
+  PINNED_VLLM_VERSION,
+  QUANTIZATION_METHODS,
+  TOOL_CALL_PARSERS,
+} from "../models/vllm_release.ts";
 
 /** A duration string such as "30s" or "5m", parsed into milliseconds. */
 export const Duration = z
@@ -48,8 +57,8 @@ export const ObjectName = z
     message: "expected a lowercase DNS name (a-z, 0-9, '-', '.')",
   });
 
-/** The dtypes vLLM's `--dtype` accepts. */
-export const DTYPES = ["auto", "half", "float16", "bfloat16", "float", "float32"] as const;
+/** The dtypes vLLM's `--dtype` accepts (vllm/config/model.py:67 in the pinned release). */
+export const DTYPES = MODEL_DTYPES;
 
 const positiveInt = () => z.int().positive();
 
@@ -103,11 +112,26 @@ const ExtraArgs = z.array(z.string()).superRefine((args, ctx) => {
   });
 });
 
-/**
- * One model: what vLLM needs to serve it plus per-model proxy overrides.
- * Also the `spec` of a `VLLMModel` custom resource.
- */
-export const ModelSpecSchema = z
+/** CPU and memory of a container (GPUs are counted apart). */
+const ResourceList = z.strictObject({
+  cpu: Quantity.optional(),
+  memory: Quantity.optional(),
+});
+
+/** How a value the pinned vLLM does not know is described; `values` quoted and comma-separated. */
+function knownValues(values: readonly string[]): string {
+  return values.map((v) => JSON.stringify(v)).join(", ");
+}
+
+/** The description of a field checked against the pinned release's names; `exempt` says when it is not checked. */
+function checkedDescription(flag: string, field: (typeof CHECKED_VALUES)[number]["field"], exempt = ""): string {
+  const values = CHECKED_VALUES.find((c) => c.field === field)!.values;
+  return `\`--${flag}\`; vLLM ${PINNED_VLLM_VERSION} knows ${values.join(", ")} ` +
+    `(${exempt}others are refused unless allowUnknownVllmValues is true).`;
+}
+
+/** The fields of a model, each checked alone ({@link ModelSpecSchema} checks them together). */
+const ModelSpecFields = z
   .strictObject({
     modelName: z.string().min(1).describe("Hugging Face model id or local path (vLLM's `model`)."),
     servedModelName: z
@@ -124,28 +148,41 @@ export const ModelSpecSchema = z
       .optional()
       .describe("Fraction of GPU memory vLLM may use, 0.1–1 (`--gpu-memory-utilization`)."),
     dtype: z.enum(DTYPES).optional().describe("Weights/activations dtype (`--dtype`)."),
-    quantization: z.string().min(1).optional().describe("Quantization method, e.g. awq, gptq, fp8 (`--quantization`)."),
-    kvCacheDtype: z.string().min(1).optional().describe("KV cache dtype, e.g. auto, fp8 (`--kv-cache-dtype`)."),
+    quantization: z.string().min(1).optional().describe(
+      `\`--quantization\`; one of the ${QUANTIZATION_METHODS.length} methods of vLLM ${PINNED_VLLM_VERSION} ` +
+        "(awq, gptq, fp8, compressed-tensors, bitsandbytes, gguf, …; see lib/models/vllm_release.ts), others are " +
+        "refused unless allowUnknownVllmValues is true.",
+    ),
+    kvCacheDtype: z.string().min(1).optional().describe(checkedDescription("kv-cache-dtype", "kvCacheDtype")),
     enableChunkedPrefill: z.boolean().optional().describe(
-      "true adds `--enable-chunked-prefill`; false or absent keeps vLLM's default.",
+      "true: `--enable-chunked-prefill`; false: `--no-enable-chunked-prefill`, which vLLM v0.11.0 honours only " +
+        "for pooling models (it always chunks prefills of generative models); absent: vLLM's default.",
     ),
     maxNumBatchedTokens: positiveInt().optional().describe("`--max-num-batched-tokens`."),
     maxNumSeqs: positiveInt().optional().describe("`--max-num-seqs`."),
     enablePrefixCaching: z.boolean().optional().describe(
-      "true adds `--enable-prefix-caching`; false or absent keeps vLLM's default.",
+      "true: `--enable-prefix-caching`; false: `--no-enable-prefix-caching` (vLLM v0.11.0 turns it on by default); " +
+        "absent: vLLM's default.",
     ),
     disableCustomAllReduce: z.boolean().optional().describe(
-      "true adds `--disable-custom-all-reduce`; false or absent keeps vLLM's default.",
+      "true: `--disable-custom-all-reduce`; false: `--no-disable-custom-all-reduce`; absent: vLLM's default (false).",
     ),
     cpuOffloadGB: z.number().min(0).optional().describe("`--cpu-offload-gb`."),
     enableAutoToolChoice: z.boolean().optional().describe(
-      "true adds `--enable-auto-tool-choice`; false or absent keeps vLLM's default.",
+      "true: `--enable-auto-tool-choice` (needs toolCallParser); false: `--no-enable-auto-tool-choice`; absent: " +
+        "vLLM's default (false).",
     ),
-    toolCallParser: z.string().min(1).optional().describe("`--tool-call-parser`, e.g. hermes."),
-    reasoningParser: z.string().min(1).optional().describe("`--reasoning-parser`, e.g. qwen3."),
+    toolCallParser: z.string().min(1).optional().describe(
+      checkedDescription("tool-call-parser", "toolCallParser", "not checked when extraArgs has --tool-parser-plugin; "),
+    ),
+    reasoningParser: z.string().min(1).optional().describe(checkedDescription("reasoning-parser", "reasoningParser")),
     chatTemplate: z.string().min(1).optional().describe("`--chat-template` (path or inline template)."),
     trustRemoteCode: z.boolean().optional().describe(
-      "true adds `--trust-remote-code`; false or absent keeps vLLM's default.",
+      "true: `--trust-remote-code`; false: `--no-trust-remote-code`; absent: vLLM's default (false).",
+    ),
+    allowUnknownVllmValues: z.boolean().optional().describe(
+      `true: reasoningParser, toolCallParser, kvCacheDtype and quantization may name values vLLM ` +
+        `${PINNED_VLLM_VERSION} does not know (an image newer than ${PINNED_VLLM_IMAGE}, a plugin).`,
     ),
     extraArgs: ExtraArgs.optional().describe(
       'More vLLM arguments as long flags, e.g. ["--seed", "7", "--enforce-eager"]; they win over the fields above.',
@@ -154,7 +191,15 @@ export const ModelSpecSchema = z
     idleTimeout: Duration.optional().describe("Overrides the global idleTimeout for this model."),
     holdTimeout: Duration.optional().describe("Overrides the global holdTimeout for this model."),
     startTimeout: Duration.optional().describe("Overrides the global startTimeout for this model."),
-    image: z.string().min(1).optional().describe("Overrides vllm.image for this model."),
+    image: z.string().min(1).optional().describe(
+      "Image of this model's pod, set on the Deployment at a switch; else the Deployment's (vllm.image).",
+    ),
+    requests: ResourceList.optional().describe(
+      "CPU/memory requests of this model's vLLM container, over vllm.requests (set at a switch).",
+    ),
+    limits: ResourceList.optional().describe(
+      "CPU/memory limits of this model's vLLM container, over vllm.limits (set at a switch).",
+    ),
     gpus: z.int().min(0).optional().describe(
       "GPUs of this model's engine; else tensorParallelSize, else vllm.gpus (its footprint in the pool).",
     ),
@@ -170,8 +215,65 @@ export const ModelSpecSchema = z
         "Process backend: the engine command; placeholders {port}, {model}, {served}, and {args} (a whole element: " +
           "the vLLM engine arguments).",
       ),
-  })
+  });
+
+/**
+ * One model: what vLLM needs to serve it plus per-model proxy overrides.
+ * Also the `spec` of a `VLLMModel` custom resource.
+ */
+export const ModelSpecSchema = ModelSpecFields
+  .superRefine((spec, ctx) => checkVllmValues(spec, ctx))
   .describe("One model vLLM can serve.");
+
+const FLAG_OF: Record<(typeof CHECKED_VALUES)[number]["field"], string> = {
+  reasoningParser: "reasoning-parser",
+  toolCallParser: "tool-call-parser",
+  kvCacheDtype: "kv-cache-dtype",
+  quantization: "quantization",
+};
+
+/**
+ * Refuses what makes the pinned vLLM exit at start, so that a switch never
+ * lands on a crash-looping engine: `--enable-auto-tool-choice` without
+ * `--tool-call-parser` (vllm/entrypoints/openai/cli_args.py:277-279), and
+ * parser, KV cache dtype and quantization names it does not know (see
+ * lib/models/vllm_release.ts). Values are read from what vLLM receives:
+ * `extraArgs` win over the fields, as they do on vLLM's command line.
+ */
+function checkVllmValues(spec: z.output<typeof ModelSpecFields>, ctx: z.RefinementCtx): void {
+  const extra = spec.extraArgs ?? [];
+  const effective = (flag: string, field: keyof typeof spec) => {
+    const found = findVllmFlag(extra, flag);
+    if (found) return { value: found.value, path: ["extraArgs", found.index] };
+    const value = spec[field];
+    return value === undefined ? undefined : { value, path: [field] };
+  };
+  const autoTool = effective("enable-auto-tool-choice", "enableAutoToolChoice");
+  const toolParser = effective("tool-call-parser", "toolCallParser");
+  if (autoTool?.value === true && (toolParser === undefined || typeof toolParser.value !== "string")) {
+    ctx.addIssue({
+      code: "custom",
+      path: autoTool.path,
+      message: `needs toolCallParser: vLLM exits with "--enable-auto-tool-choice requires --tool-call-parser"; ` +
+        `one of ${knownValues(TOOL_CALL_PARSERS)}`,
+    });
+  }
+  if (spec.allowUnknownVllmValues === true) return;
+  const pluginParsers = findVllmFlag(extra, "tool-parser-plugin") !== undefined;
+  for (const { field, what, values } of CHECKED_VALUES) {
+    if (field === "toolCallParser" && pluginParsers) continue;
+    const found = effective(FLAG_OF[field], field);
+    if (found === undefined || values.includes(found.value as string)) continue;
+    ctx.addIssue({
+      code: "custom",
+      path: found.path,
+      message: typeof found.value === "string"
+        ? `${JSON.stringify(found.value)} is not a ${what} of vLLM ${PINNED_VLLM_VERSION}: must be one of ` +
+          `${knownValues(values)} (for a newer vllm image or a plugin, set allowUnknownVllmValues: true)`
+        : `--${FLAG_OF[field]} needs a value`,
+    });
+  }
+}
 
 /** An API key, either a plain string or a key limited to some models. */
 export const ApiKeySchema = z.union([
@@ -191,15 +293,12 @@ const Toleration = z.strictObject({
   tolerationSeconds: z.int().optional(),
 });
 
-const ResourceList = z.strictObject({
-  cpu: Quantity.optional(),
-  memory: Quantity.optional(),
-});
-
 /** The vLLM pod settings used when vllm-chill creates the Deployment. */
 export const VllmPodSchema = z
   .strictObject({
-    image: z.string().min(1).default("vllm/vllm-openai:v0.11.0").describe("vLLM image, pinned to a release."),
+    image: z.string().min(1).default(PINNED_VLLM_IMAGE).describe(
+      "vLLM image, pinned to the release whose names validation checks.",
+    ),
     imagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent").describe(
       "Pull policy of the vLLM image.",
     ),

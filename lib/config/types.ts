@@ -31,32 +31,34 @@ export interface ModelSpecInput {
   gpuMemoryUtilization?: number;
   /** `--dtype`. */
   dtype?: "auto" | "half" | "float16" | "bfloat16" | "float" | "float32";
-  /** `--quantization`. */
+  /** `--quantization`: a method of the pinned vLLM. */
   quantization?: string;
-  /** `--kv-cache-dtype`. */
+  /** `--kv-cache-dtype`: a KV cache dtype of the pinned vLLM. */
   kvCacheDtype?: string;
-  /** true adds `--enable-chunked-prefill`. */
+  /** true: `--enable-chunked-prefill`; false: `--no-enable-chunked-prefill`. */
   enableChunkedPrefill?: boolean;
   /** `--max-num-batched-tokens`. */
   maxNumBatchedTokens?: number;
   /** `--max-num-seqs`. */
   maxNumSeqs?: number;
-  /** true adds `--enable-prefix-caching`. */
+  /** true: `--enable-prefix-caching`; false: `--no-enable-prefix-caching`. */
   enablePrefixCaching?: boolean;
-  /** true adds `--disable-custom-all-reduce`. */
+  /** true: `--disable-custom-all-reduce`; false: `--no-disable-custom-all-reduce`. */
   disableCustomAllReduce?: boolean;
   /** `--cpu-offload-gb`. */
   cpuOffloadGB?: number;
-  /** true adds `--enable-auto-tool-choice`. */
+  /** true: `--enable-auto-tool-choice` (needs toolCallParser); false: `--no-enable-auto-tool-choice`. */
   enableAutoToolChoice?: boolean;
-  /** `--tool-call-parser`. */
+  /** `--tool-call-parser`: a tool call parser of the pinned vLLM. */
   toolCallParser?: string;
-  /** `--reasoning-parser`. */
+  /** `--reasoning-parser`: a reasoning parser of the pinned vLLM. */
   reasoningParser?: string;
   /** `--chat-template`. */
   chatTemplate?: string;
-  /** true adds `--trust-remote-code`. */
+  /** true: `--trust-remote-code`; false: `--no-trust-remote-code`. */
   trustRemoteCode?: boolean;
+  /** true: reasoningParser, toolCallParser, kvCacheDtype and quantization may name values the pinned vLLM does not know. */
+  allowUnknownVllmValues?: boolean;
   /** More vLLM arguments as long flags. */
   extraArgs?: string[];
   /** Environment variables for the engine. */
@@ -67,10 +69,14 @@ export interface ModelSpecInput {
   holdTimeout?: DurationString;
   /** Overrides the global startTimeout. */
   startTimeout?: DurationString;
-  /** Overrides vllm.image. */
+  /** Image of this model's pod (set on the Deployment at a switch). */
   image?: string;
   /** GPUs of this model's engine; else tensorParallelSize, else vllm.gpus. */
   gpus?: number;
+  /** CPU/memory requests of this model's vLLM container, over vllm.requests. */
+  requests?: ResourceList;
+  /** CPU/memory limits of this model's vLLM container, over vllm.limits. */
+  limits?: ResourceList;
   /** Idle this long → vLLM sleep mode; unset: this model never sleeps. */
   sleepAfter?: DurationString;
   /** Overrides the global sleepLevel. */

@@ -32,7 +32,12 @@ export interface ApiCall {
  * ```
  */
 export const API_CALLS: readonly ApiCall[] = [
-  { group: "apps", resource: "deployments", verbs: ["get", "create"], why: "read state; create the vLLM Deployment" },
+  {
+    group: "apps",
+    resource: "deployments",
+    verbs: ["get", "create", "patch"],
+    why: "read state; create the vLLM Deployment; give its pod template the next model's shape (at 0 replicas)",
+  },
   {
     group: "apps",
     resource: "deployments",

@@ -10,6 +10,7 @@ import type { ChillConfig, NamedModel } from "../config/schema.ts";
 import type { ModelRegistry } from "../models/registry.ts";
 import { createKubeContext, type KubeClientOptions, type KubeContext } from "./context.ts";
 import { type ModelsWatch, watchModels, type WatchModelsOptions } from "./models_watch.ts";
+import { applyModelPodShape, type PodShapeResult } from "./pod_shape.ts";
 import { type RbacReport, rbacSelfCheck } from "./rbac.ts";
 import { type EnsureResult, ensureVllmResources, writeActiveModel, type WriteOptions } from "./resources.ts";
 import { forceDeletePods, readReplicas, scale, type ScaleOptions } from "./scale.ts";
@@ -30,6 +31,11 @@ export interface KubeClient {
   ensureVllmResources(config: ChillConfig, model: NamedModel | null, options?: WriteOptions): Promise<EnsureResult>;
   /** Writes the model's configuration to the ConfigMap (resourceVersion, 409 retry); serialized with ensure. */
   writeActiveModel(config: ChillConfig, model: NamedModel, options?: WriteOptions): Promise<void>;
+  /**
+   * Gives the Deployment's pod template `model`'s shape (image, GPUs, CPU/memory) when it differs, only at 0
+   * replicas (see `applyModelPodShape`).
+   */
+  applyModelPodShape(config: ChillConfig, model: NamedModel, options?: WriteOptions): Promise<PodShapeResult>;
   /** Sets replicas through `deployments/scale`. */
   scale(replicas: number, options?: ScaleOptions): Promise<void>;
   /** Desired replicas; null when the Deployment is missing. */
@@ -84,6 +90,7 @@ export function createKubeClient(options: KubeClientOptions & { kubeConfig?: Kub
       intended = model;
       return serialized(() => writeActiveModel(ctx, config, model, o));
     },
+    applyModelPodShape: (config, model, o) => applyModelPodShape(ctx, config, model, o),
     scale: (replicas, o) => scale(ctx, replicas, o),
     readReplicas: (o) => readReplicas(ctx, o),
     waitGone: (o) => waitGone(ctx, o),

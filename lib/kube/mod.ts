@@ -26,6 +26,7 @@ export {
   UnavailableError,
 } from "./errors.ts";
 export { type ModelsWatch, parseVllmModel, VLLM_MODEL, type WatchModelsOptions } from "./models_watch.ts";
+export type { PodShapeResult } from "./pod_shape.ts";
 export { type PodState, podState } from "./pods.ts";
 export { formatPermission, type Permission, type RbacReport } from "./rbac.ts";
 export { ACTIVE_MODEL_ANNOTATION, type EnsureResult, type WriteOptions } from "./resources.ts";

@@ -2,7 +2,9 @@
  * The vLLM objects vllm-chill manages when model switching is on: the
  * ConfigMap is created or updated with the model's configuration; the
  * Service and Deployment are created when missing and otherwise left alone
- * (user-managed). Object bodies come from `lib/manifests` (pure functions).
+ * (user-managed) — but for the Deployment's pod shape, which a switch sets
+ * (lib/kube/pod_shape.ts). Object bodies come from `lib/manifests` (pure
+ * functions).
  *
  * @module
  */

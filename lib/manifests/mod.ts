@@ -35,6 +35,18 @@ export {
 } from "./crd.ts";
 export { type PolicyRule, renderRbac, roleRules } from "./rbac.ts";
 export {
+  BASE_POD_SHAPE_ANNOTATION,
+  baseShapeAnnotation,
+  configPodShape,
+  type JsonPatchOp,
+  modelPodShape,
+  type PodShape,
+  type PodShapePatch,
+  podShapePatch,
+  renderVllmPodTemplate,
+  type ShapeSettings,
+} from "./pod_template.ts";
+export {
   ACTIVE_MODEL_KEY,
   buildModelConfigMapData,
   ENGINE_CONFIG_DIR,

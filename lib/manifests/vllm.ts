@@ -9,24 +9,28 @@
  * The other keys (`MODEL_NAME`, `SERVED_MODEL_NAME`, `VLLM_CHILL_MODEL`,
  * the model's `env`) reach the container through `envFrom`; they are for
  * people and for reading the active model back after a restart. A switch
- * rewrites the ConfigMap while replicas are 0, so the next pod reads it fresh.
+ * rewrites the ConfigMap while replicas are 0, so the next pod reads it fresh,
+ * and gives the pod template the model's shape (lib/manifests/pod_template.ts).
  *
  * @module
  */
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
 import type { IService } from "kubernetes-models/v1/Service";
-import { stringify } from "yaml";
 import type { ChillConfig, NamedModel } from "../config/schema.ts";
-import { engineConfig } from "../models/vllm_args.ts";
+import { engineConfigYaml } from "../models/vllm_args.ts";
 import { ACTIVE_MODEL_ANNOTATION, labelsFor, VLLM_SELECTOR } from "./labels.ts";
+import {
+  BASE_POD_SHAPE_ANNOTATION,
+  baseShapeAnnotation,
+  configPodShape,
+  ENGINE_CONFIG_DIR,
+  ENGINE_CONFIG_KEY,
+  ENGINE_CONFIG_PATH,
+  renderVllmPodTemplate,
+} from "./pod_template.ts";
 
-/** Directory the engine config file is mounted in. */
-export const ENGINE_CONFIG_DIR = "/etc/vllm-chill";
-/** Path of the engine config file in the vLLM container. */
-export const ENGINE_CONFIG_PATH = `${ENGINE_CONFIG_DIR}/config.yaml`;
-/** ConfigMap key holding the vLLM `--config` YAML. */
-export const ENGINE_CONFIG_KEY = "ENGINE_CONFIG_YAML";
+export { ENGINE_CONFIG_DIR, ENGINE_CONFIG_KEY, ENGINE_CONFIG_PATH };
 /** ConfigMap key holding the active model's key (empty when none). */
 export const ACTIVE_MODEL_KEY = "VLLM_CHILL_MODEL";
 
@@ -61,7 +65,7 @@ export function initialModel(config: Readonly<ChillConfig>): NamedModel | null {
  *   name: "qwen3-8b", servedModelName: "qwen3-8b", source: "config", modelName: "Qwen/Qwen3-8B", maxModelLen: 32768,
  * });
  * data.ENGINE_CONFIG_YAML;
- * // "model: Qwen/Qwen3-8B\nserved-model-name: qwen3-8b\nhost: 0.0.0.0\nport: 8000\nmax-model-len: 32768\n"
+ * // 'model: "Qwen/Qwen3-8B"\nserved-model-name: "qwen3-8b"\nhost: "0.0.0.0"\nport: 8000\nmax-model-len: 32768\n'
  * data.VLLM_CHILL_MODEL; // "qwen3-8b"
  * ```
  */
@@ -76,10 +80,8 @@ export function buildModelConfigMapData(
       [ACTIVE_MODEL_KEY]: "",
     };
   }
-  const yaml = stringify(engineConfig(model, { host: "0.0.0.0", port: config.vllm.containerPort }), {
-    lineWidth: 0,
-    aliasDuplicateObjects: false,
-  });
+  // Every string quoted: vLLM reads this file as YAML 1.1, where a plain `on`/`no` would be a boolean.
+  const yaml = engineConfigYaml(model, { host: "0.0.0.0", port: config.vllm.containerPort });
   return {
     ...(model.env ?? {}),
     [ENGINE_CONFIG_KEY]: yaml,
@@ -136,12 +138,11 @@ export function renderVllmService(config: Readonly<ChillConfig>): IService {
   };
 }
 
-const PROBE_PERIOD_SECONDS = 10;
-
 /**
  * The vLLM Deployment: replicas 0 (the proxy scales it), Recreate (one GPU
- * holder at a time), GPU limits, readiness and startup probes on /health,
- * /dev/shm in memory, the Hugging Face cache, the token from a Secret.
+ * holder at a time), the pod template of `model` (its image, GPUs and
+ * resources; see `renderVllmPodTemplate`), and the base pod shape recorded
+ * in an annotation for the switches to come.
  *
  * @example
  * ```ts
@@ -151,79 +152,22 @@ const PROBE_PERIOD_SECONDS = 10;
  * ```
  */
 export function renderVllmDeployment(config: Readonly<ChillConfig>, model: NamedModel | null): IDeployment {
-  const vllm = config.vllm;
-  const gpus = model?.gpus ?? vllm.gpus;
   const labels = labelsFor("vllm", "engine");
-  const cacheVolume = vllm.cache.hostPath
-    ? { name: "hf-cache", hostPath: { path: vllm.cache.hostPath, type: "DirectoryOrCreate" as const } }
-    : vllm.cache.pvc
-    ? { name: "hf-cache", persistentVolumeClaim: { claimName: vllm.cache.pvc } }
-    : { name: "hf-cache", emptyDir: {} };
-  const env = [
-    ...(vllm.hfTokenSecret
-      ? [{
-        name: "HF_TOKEN",
-        valueFrom: { secretKeyRef: { name: vllm.hfTokenSecret.name, key: vllm.hfTokenSecret.key } },
-      }]
-      : []),
-    ...Object.entries(vllm.env ?? {}).map(([name, value]) => ({ name, value })),
-  ];
-  const probe = (failureThreshold: number) => ({
-    httpGet: { path: "/health", port: "http" },
-    periodSeconds: PROBE_PERIOD_SECONDS,
-    timeoutSeconds: 5,
-    failureThreshold,
-  });
   return {
     apiVersion: "apps/v1",
     kind: "Deployment",
-    metadata: { name: config.target.deployment, namespace: config.namespace, labels },
+    metadata: {
+      name: config.target.deployment,
+      namespace: config.namespace,
+      labels,
+      annotations: { [BASE_POD_SHAPE_ANNOTATION]: baseShapeAnnotation(configPodShape(config)) },
+    },
     spec: {
       replicas: 0,
       revisionHistoryLimit: 2,
       strategy: { type: "Recreate" },
       selector: { matchLabels: { ...VLLM_SELECTOR } },
-      template: {
-        metadata: { labels },
-        spec: {
-          // A Service named like an engine variable (vllm → VLLM_PORT) would confuse vLLM.
-          enableServiceLinks: false,
-          terminationGracePeriodSeconds: 30,
-          ...(vllm.nodeSelector ? { nodeSelector: { ...vllm.nodeSelector } } : {}),
-          ...(vllm.tolerations ? { tolerations: vllm.tolerations.map((t) => ({ ...t })) } : {}),
-          containers: [
-            {
-              name: "vllm",
-              image: model?.image ?? vllm.image,
-              imagePullPolicy: vllm.imagePullPolicy,
-              command: ["vllm", "serve"],
-              args: ["--config", ENGINE_CONFIG_PATH],
-              ports: [{ name: "http", containerPort: vllm.containerPort, protocol: "TCP" }],
-              envFrom: [{ configMapRef: { name: config.target.configMap } }],
-              ...(env.length > 0 ? { env } : {}),
-              resources: {
-                requests: { ...vllm.requests },
-                limits: { ...vllm.limits, ...(gpus > 0 ? { [vllm.gpuResource]: String(gpus) } : {}) },
-              },
-              readinessProbe: { ...probe(3), periodSeconds: 5 },
-              startupProbe: probe(Math.max(1, Math.ceil(vllm.startupProbeSeconds / PROBE_PERIOD_SECONDS))),
-              volumeMounts: [
-                { name: "engine-config", mountPath: ENGINE_CONFIG_DIR, readOnly: true },
-                { name: "dshm", mountPath: "/dev/shm" },
-                { name: "hf-cache", mountPath: vllm.cache.mountPath },
-              ],
-            },
-          ],
-          volumes: [
-            {
-              name: "engine-config",
-              configMap: { name: config.target.configMap, items: [{ key: ENGINE_CONFIG_KEY, path: "config.yaml" }] },
-            },
-            { name: "dshm", emptyDir: { medium: "Memory", sizeLimit: vllm.shmSize } },
-            cacheVolume,
-          ],
-        },
-      },
+      template: renderVllmPodTemplate(config, model),
     },
   };
 }

@@ -165,3 +165,31 @@ Deno.test("the real CLI process: exit codes and streams", async () => {
   assert.equal(crd.code, 0);
   assert.match(crd.stdout, /^---\napiVersion: apiextensions\.k8s\.io\/v1\nkind: CustomResourceDefinition/);
 });
+
+Deno.test("validate: values vLLM v0.11.0 would exit on are shown with their path, config and VLLMModel files alike", async () => {
+  await using config = await tempFile(
+    "c.yaml",
+    "models:\n  a:\n    modelName: org/a\n    kvCacheDtype: fp4\n    enableAutoToolChoice: true\n" +
+      "  b:\n    modelName: org/b\n    kvCacheDtype: fp4\n    allowUnknownVllmValues: true\n",
+  );
+  const bad = await run(["validate", "--config", config.path]);
+  assert.equal(bad.code, 1);
+  assert.match(
+    bad.stderr,
+    /models\.a\.kvCacheDtype: "fp4" is not a KV cache dtype of vLLM v0\.11\.0: must be one of "auto", /,
+  );
+  assert.match(bad.stderr, /models\.a\.enableAutoToolChoice: needs toolCallParser/);
+  assert.doesNotMatch(bad.stderr, /models\.b/);
+  await using model = await tempFile(
+    "m.yaml",
+    "apiVersion: vllm.efortin.github.io/v1alpha1\nkind: VLLMModel\nmetadata: {name: q}\n" +
+      "spec: {modelName: x, quantization: awq4, extraArgs: [--tool-call-parser, hermez]}\n",
+  );
+  const badModel = await run(["validate", model.path]);
+  assert.equal(badModel.code, 1);
+  assert.match(
+    badModel.stderr,
+    /VLLMModel "q": spec\.quantization: "awq4" is not a quantization method of vLLM v0\.11\.0/,
+  );
+  assert.match(badModel.stderr, /VLLMModel "q": spec\.extraArgs\[0\]: "hermez" is not a tool call parser/);
+});

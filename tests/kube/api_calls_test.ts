@@ -16,6 +16,8 @@ Deno.test("every verb of lib/kube calls the API only in ways API_CALLS lists (Ro
     assert.equal((await client.rbacSelfCheck()).ok, true);
     await client.ensureVllmResources(config, registry.first()!);
     await client.writeActiveModel(config, registry.resolve("model-b")!);
+    const shaped = await client.applyModelPodShape(config, { ...registry.resolve("model-b")!, image: "vllm:next" });
+    assert.equal(shaped.outcome, "patched");
     await client.scale(1);
     await client.readReplicas();
     await client.waitReady({ deadline: Date.now() + 5000 });

@@ -119,3 +119,34 @@ for (const fault of ["dropped (stream ended)", "reset mid-stream"] as const) {
     });
   });
 }
+
+Deno.test("VLLMModel resources get the vLLM checks: an unknown parser is skipped with the allowed names; the escape hatch passes the CRD", async () => {
+  await withKube(async ({ fake, client, lines }) => {
+    // Both are accepted by the API server (the CRD's schema knows allowUnknownVllmValues): the check is vllm-chill's.
+    fake.store.createObject("vllmmodels", vllmModel("typo", { modelName: "org/a", reasoningParser: "qwen-3" }));
+    fake.store.createObject(
+      "vllmmodels",
+      vllmModel("newer", { modelName: "org/b", reasoningParser: "qwen4", allowUnknownVllmValues: true }),
+    );
+    fake.store.createObject("vllmmodels", vllmModel("tools", { modelName: "org/c", enableAutoToolChoice: true }));
+    const registry = new ModelRegistry({});
+    const controller = new AbortController();
+    const watch = client.watchModels(registry, controller.signal, { retryMinMs: 10, retryMaxMs: 50 });
+    try {
+      assert.equal(await watch.synced, true);
+      assert.deepEqual(registry.list().map((m) => m.name), ["newer"]);
+      assert.equal(registry.resolve("newer")?.reasoningParser, "qwen4");
+      const reasons = new Map(
+        lines().filter((l) => l.msg === "skipping invalid VLLMModel").map((l) => [l.name, String(l.reason)]),
+      );
+      assert.match(
+        reasons.get("typo")!,
+        /spec\.reasoningParser: "qwen-3" is not a reasoning parser of vLLM v0\.11\.0: must be one of "deepseek_r1",.*"qwen3"/,
+      );
+      assert.match(reasons.get("tools")!, /spec\.enableAutoToolChoice: needs toolCallParser/);
+    } finally {
+      controller.abort();
+      await watch.done;
+    }
+  });
+});

@@ -11,12 +11,14 @@ import { parseConfig } from "../../lib/config/define.ts";
 import { loadConfig } from "../../lib/config/load.ts";
 import { API_CALLS } from "../../lib/kube/api_calls.ts";
 import {
+  BASE_POD_SHAPE_ANNOTATION,
   buildModelConfigMapData,
   type KubeObject,
   parseVllmModelObject,
   renderCrd,
   renderManifests,
   renderProxy,
+  renderVllmPodTemplate,
   renderVllmResources,
   roleRules,
   toYaml,
@@ -202,10 +204,47 @@ Deno.test("buildModelConfigMapData: model env as plain keys, null model, gpus 0 
     trustRemoteCode: false,
   });
   assert.equal(data.HF_HUB_OFFLINE, "1");
-  assert.equal(data.ENGINE_CONFIG_YAML, "model: org/a\nserved-model-name: served-a\nhost: 0.0.0.0\nport: 8000\n");
+  // Strings are quoted (vLLM reads the file as YAML 1.1) and a false boolean is written in vLLM's `no-` form.
+  assert.equal(
+    data.ENGINE_CONFIG_YAML,
+    'model: "org/a"\nserved-model-name: "served-a"\nhost: "0.0.0.0"\nport: 8000\nno-trust-remote-code: true\n',
+  );
   assert.equal(buildModelConfigMapData(config, null).VLLM_CHILL_MODEL, "");
   const limits = renderVllmResources(config, null)[2].spec!.template.spec!.containers[0].resources!.limits!;
   assert.equal(Object.keys(limits).some((k) => k.includes("gpu")), false);
+});
+
+Deno.test("the pod template is the model's shape: tensorParallelSize → GPUs, own image and resources, base recorded", () => {
+  const config = parseConfig({ vllm: { requests: { cpu: "2", memory: "16Gi" }, limits: { memory: "32Gi" } } });
+  const model = {
+    name: "big",
+    servedModelName: "big",
+    source: "config" as const,
+    modelName: "org/big",
+    tensorParallelSize: 2,
+    image: "vllm/vllm-openai:v0.11.1",
+    limits: { memory: "96Gi" },
+  };
+  const [, , deployment] = renderVllmResources(config, model);
+  const container = deployment.spec!.template.spec!.containers[0];
+  assert.equal(container.image, "vllm/vllm-openai:v0.11.1");
+  assert.deepEqual(container.resources, {
+    requests: { cpu: "2", memory: "16Gi" },
+    limits: { memory: "96Gi", "nvidia.com/gpu": "2" },
+  });
+  assert.deepEqual(deployment.spec!.template, renderVllmPodTemplate(config, model), "one function renders the pod");
+  // The base (config only) is recorded, so a later switch to a plain model restores it.
+  assert.deepEqual(JSON.parse(deployment.metadata!.annotations![BASE_POD_SHAPE_ANNOTATION]), {
+    image: "vllm/vllm-openai:v0.11.0",
+    resources: { requests: { cpu: "2", memory: "16Gi" }, limits: { memory: "32Gi", "nvidia.com/gpu": "1" } },
+  });
+  assert.equal(
+    renderVllmPodTemplate(config, { gpus: 0, tensorParallelSize: 4 }).spec!.containers[0].resources!.limits![
+      "nvidia.com/gpu"
+    ],
+    undefined,
+    "gpus wins over tensorParallelSize",
+  );
 });
 
 Deno.test("proxy objects: no secrets rendered, hardened pod, probes", () => {

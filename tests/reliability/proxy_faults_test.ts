@@ -141,7 +141,7 @@ function assertConverged(cluster: FakeCluster, model: string): void {
   assert.equal(cluster.configuredModel(), model, "the ConfigMap names the model served");
   const cm = cluster.fake.store.getObject("configmaps", "vllm-config", "ai-apps");
   assert.equal(cm.data.SERVED_MODEL_NAME, model, "no half-written ConfigMap");
-  assert.match(cm.data.ENGINE_CONFIG_YAML, new RegExp(`served-model-name: ${model}\\n`));
+  assert.match(cm.data.ENGINE_CONFIG_YAML, new RegExp(`served-model-name: "${model}"\\n`));
   assert.equal(cluster.serving(), model, "the running pod serves it");
   assert.equal(cluster.fake.kubelet.gpusInUse(), 1);
   assertRoleSufficed(cluster);

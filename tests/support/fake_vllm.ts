@@ -936,12 +936,20 @@ export async function runFakeVllmCli(args: string[]): Promise<void> {
   Deno.exit(code);
 }
 
-/** vLLM's engine flags as parseArgs options, so `{args}` parses (the fake reads a few, ignores the rest). */
+/**
+ * vLLM's engine flags as parseArgs options, so `{args}` parses (the fake reads a few, ignores the rest); a boolean
+ * comes with its `--no-` form, as vLLM's BooleanOptionalAction has it.
+ */
 const VLLM_ENGINE_OPTIONS: Record<string, { type: "string" | "boolean" }> = Object.fromEntries([
-  ...VLLM_FLAGS.map((f) => [f.flag, { type: f.kind === "switch" ? "boolean" : "string" }] as const),
+  ...VLLM_FLAGS.flatMap(engineOptions),
   ["seed", { type: "string" }],
   ["enforce-eager", { type: "boolean" }],
 ]);
+
+function engineOptions(f: (typeof VLLM_FLAGS)[number]): [string, { type: "string" | "boolean" }][] {
+  if (f.kind !== "boolean") return [[f.flag, { type: "string" }]];
+  return [[f.flag, { type: "boolean" }], [`no-${f.flag}`, { type: "boolean" }]];
+}
 
 if (import.meta.main) {
   try {

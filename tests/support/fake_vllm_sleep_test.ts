@@ -625,6 +625,7 @@ Deno.test("fake vLLM CLI sleep: accepts vLLM's engine flags ({args}); --served-m
     "--tensor-parallel-size",
     "2",
     "--enable-prefix-caching",
+    "--no-enable-chunked-prefill",
     "--dtype",
     "bfloat16",
     "--seed",
