@@ -215,13 +215,20 @@ function planGpu(input: PlacementInput, gpu: string, freed: ReadonlySet<string>)
   return { gpu, tier, victims, until, leftover: 0, transitional };
 }
 
-/** Better GPUs first: easier tier, no transition in progress, older victims, fewer victims, tighter fit, pool order. */
+/**
+ * Better GPUs first: easier tier; among GPUs that fit, the tightest fit (packing keeps whole GPUs free for big
+ * models, even if it means waiting for a start in progress there), then one with no transition in progress;
+ * among the others, older victims, then fewer; pool order last.
+ */
 function compare(a: GpuPlan, b: GpuPlan): number {
   if (a.tier !== b.tier) return a.tier - b.tier;
-  if (a.transitional !== b.transitional) return a.transitional ? 1 : -1;
+  if (a.tier === Tier.Fits) {
+    if (a.leftover !== b.leftover) return a.leftover - b.leftover;
+    if (a.transitional !== b.transitional) return a.transitional ? 1 : -1;
+    return 0;
+  }
   const newest = (p: GpuPlan) => p.victims.reduce((m, v) => Math.max(m, v.lastUsed), Number.NEGATIVE_INFINITY);
   if (a.victims.length && b.victims.length && newest(a) !== newest(b)) return newest(a) - newest(b);
   if (a.victims.length !== b.victims.length) return a.victims.length - b.victims.length;
-  if (a.tier === Tier.Fits && a.leftover !== b.leftover) return a.leftover - b.leftover;
   return 0; // Array.prototype.sort is stable: pool order
 }

@@ -73,7 +73,11 @@ Deno.test("kubernetes backend: start creates resources, writes the model, waits 
           deadline: Date.now() + 10_000,
         });
         assert.equal(env.fake.store.getObject("configmaps", "vllm-config", "ai-apps").data.VLLM_CHILL_MODEL, "model-a");
-        await backend.stop("model", { reason: "switch", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", {
+          reason: "switch",
+          signal: AbortSignal.timeout(5000),
+          deadline: Date.now() + 5000,
+        });
       } finally {
         await backend.close();
       }
@@ -99,7 +103,10 @@ Deno.test("kubernetes backend: scale-only mode never touches ConfigMap, Service 
       }, "ai-apps");
       const backend = backendFor(env, health.url, { enableModelSwitch: false });
       try {
-        await backend.start({ key: "*", model: null, gpus: ["0"], sleepMode: false }, { signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.start({ key: "*", model: null, gpus: ["0"], sleepMode: false }, {
+          signal: AbortSignal.timeout(5000),
+          deadline: Date.now() + 5000,
+        });
         await backend.stop("model", { reason: "idle", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
       } finally {
         await backend.close();
@@ -134,7 +141,11 @@ Deno.test("kubernetes backend: crash-looping pod makes start fail fast", async (
         assert.ok(Date.now() - started < 10_000);
         assert.equal(phaseOf(await backend.observe(AbortSignal.timeout(5000))), "failed");
         env.fake.faults.crashLoop(false);
-        await backend.stop("model", { reason: "failed", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", {
+          reason: "failed",
+          signal: AbortSignal.timeout(5000),
+          deadline: Date.now() + 5000,
+        });
       } finally {
         await backend.close();
       }
@@ -207,7 +218,11 @@ Deno.test("kubernetes backend: onFailure fires once when the Ready pod disappear
         ]);
         assert.equal(reasons.length, 1);
         assert.match(reasons[0], new RegExp(pod.metadata.name));
-        await backend.stop("model", { reason: "failed", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", {
+          reason: "failed",
+          signal: AbortSignal.timeout(5000),
+          deadline: Date.now() + 5000,
+        });
         assert.equal(reasons.length, 1, "an expected stop is not a failure");
       } finally {
         await backend.close();
@@ -231,7 +246,11 @@ Deno.test("kubernetes backend: start honours its deadline when /health never ans
           }),
           isKind("timeout", /health/),
         );
-        await backend.stop("model", { reason: "failed", signal: AbortSignal.timeout(5000), deadline: Date.now() + 5000 });
+        await backend.stop("model", {
+          reason: "failed",
+          signal: AbortSignal.timeout(5000),
+          deadline: Date.now() + 5000,
+        });
       } finally {
         await backend.close();
       }

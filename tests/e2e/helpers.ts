@@ -76,6 +76,16 @@ export interface FakeEngineOptions {
   portArgs?: string[];
   /** More fields of the model spec (per-model timeouts, servedModelName, env…); used by `startProxy`. */
   spec?: Partial<ModelSpecInput>;
+  /**
+   * Append `{args}`: the engine receives vLLM's own arguments (`--gpu-memory-utilization`, and
+   * `--enable-sleep-mode` when the model may sleep), as a real vLLM would.
+   */
+  vllmArgs?: boolean;
+  /** Sleep and wake durations of the fake (ms). */
+  sleepMs?: number;
+  wakeMs?: number;
+  /** `/wake_up` answers 500 like a CUDA out-of-memory. */
+  failWake?: boolean;
 }
 
 /**
@@ -107,6 +117,10 @@ export function fakeEngineCommand(marker: string, options: FakeEngineOptions = {
   if (options.exitAfterMs !== undefined) args.push("--exit-after-ms", String(options.exitAfterMs));
   if (options.stopDelayMs !== undefined) args.push("--stop-delay-ms", String(options.stopDelayMs));
   if (options.ignoreSigterm) args.push("--ignore-sigterm");
+  if (options.sleepMs !== undefined) args.push("--sleep-ms", String(options.sleepMs));
+  if (options.wakeMs !== undefined) args.push("--wake-ms", String(options.wakeMs));
+  if (options.failWake) args.push("--fail-wake");
+  if (options.vllmArgs) args.push("{args}");
   return args;
 }
 
@@ -346,7 +360,15 @@ export interface E2eProxy {
 export async function startProxy(
   settings: Partial<ChillConfigInput>,
   models: Record<string, FakeEngineOptions | ModelSpecInput>,
-  options: { marker?: string; shutdownGraceMs?: number } = {},
+  options: {
+    marker?: string;
+    shutdownGraceMs?: number;
+    /**
+     * Several engines may run at once (the pool): no "one engine at a time" check; the fake engines share this
+     * GPU-memory ledger instead (FAKE_GPU_LEDGER), which fails loudly on any oversubscription.
+     */
+    ledger?: string;
+  } = {},
 ): Promise<E2eProxy> {
   const marker = options.marker ?? newMarker();
   const specs: Record<string, ModelSpecInput> = {};
@@ -367,11 +389,14 @@ export async function startProxy(
     heartbeatInterval: "0s",
     process: { stopGracePeriod: "2s" },
     ...settings,
+    ...(options.ledger
+      ? { vllm: { ...settings.vllm, env: { ...settings.vllm?.env, FAKE_GPU_LEDGER: options.ledger } } }
+      : {}),
     models: specs,
   });
   const overlaps: string[] = [];
   const logs = captureLogs((line) => {
-    if (!line.includes('"engine started"')) return;
+    if (options.ledger || !line.includes('"engine started"')) return;
     const record = JSON.parse(line) as { msg: string; pid?: number; model?: string };
     if (record.msg !== "engine started") return;
     // The new engine runs in its own process group (pgid = its pid): anything else is another engine.

@@ -22,7 +22,8 @@ Deno.test("process e2e: a switch stops the old engine (GPU free) before the new 
     const openai = proxy.openai();
     const first = await openai.chat.completions.create({ model: "a", messages: [{ role: "user", content: "hi" }] });
     assert.equal(first.model, "a");
-    const pidOf = (key: string) => (proxy.server.backend.describe().engines as Record<string, { pid: number }>)[key]?.pid;
+    const pidOf = (key: string) =>
+      (proxy.server.backend.describe().engines as Record<string, { pid: number }>)[key]?.pid;
     const pidA = pidOf("a");
     assert.equal(typeof pidA, "number");
 
@@ -107,7 +108,10 @@ Deno.test("process e2e: a stream in flight on model A completes before A is stop
   }
 });
 
-Deno.test("process e2e: two clients alternating between two models cause few switches (minLoadedTime)", async () => {
+// DESIGN (pool rule 4): an idle model may be evicted at once — the seed's fixed quiet before a switch is gone —
+// so sequential clients switch between their requests (cheap with sleep mode: tests/e2e/process_pool_test.ts).
+// What must hold: each request answered by its own model, nothing cut, one engine at a time on the GPU.
+Deno.test("process e2e: two clients alternating between two models — each served by its model, one engine at a time", async () => {
   const proxy = await startProxy(
     { enableModelSwitch: true, minLoadedTime: "1s" },
     { a: { loadMs: 100, tokensPerSec: 40 }, b: { loadMs: 100, tokensPerSec: 40 } },
@@ -130,8 +134,9 @@ Deno.test("process e2e: two clients alternating between two models cause few swi
     assert.deepEqual(seenA, Array(6).fill("a"));
     assert.deepEqual(seenB, Array(6).fill("b"));
     const starts = proxy.engineStarts();
-    // Without anti-thrash: one switch per request (~12 starts).
-    assert.ok(starts <= 3, `12 alternating requests caused ${starts} engine starts`);
+    assert.ok(starts >= 2 && starts <= 12, `12 alternating requests caused ${starts} engine starts`);
+    const cut = proxy.logs.records().filter((r) => r.msg === "request" && r.status !== 200);
+    assert.deepEqual(cut, [], "no request was cut by a switch");
     assert.deepEqual(proxy.overlaps, []);
   } finally {
     await proxy.close();
