@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--only warm,stream,cold,fanin,memory,kube,profile] [--out FILE] [--no-docs]`
+ * `deno task bench [--quick] [--only warm,stream,cold,fanin,memory,kube,pool,profile] [--out FILE] [--no-docs]`
  *
  * Starts everything itself on 127.0.0.1 (engines, proxies, nginx, a fake
  * Kubernetes API server), every loop bounded in count and time, and writes
@@ -11,6 +11,7 @@
 import { parseArgs } from "node:util";
 import { runColdStarts, runFanIn, runSwitches } from "./cold.ts";
 import { runKubeColdAndSwitch } from "./kube.ts";
+import { type PoolPlan, runPool } from "./pool.ts";
 import type { LoadTool } from "./load.ts";
 import { runLoad } from "./load.ts";
 import { measureBareHeld, measureHeld, requestsServed } from "./memory.ts";
@@ -24,7 +25,7 @@ import { type BenchResults, evaluateTargets, renderMarkdown, writeMarkdown } fro
 import { runStreaming } from "./stream.ts";
 import { runWarm, WARM_BODY } from "./warm.ts";
 
-const SECTIONS = ["warm", "stream", "cold", "fanin", "memory", "kube", "profile"] as const;
+const SECTIONS = ["warm", "stream", "cold", "fanin", "memory", "kube", "pool", "profile"] as const;
 type Section = typeof SECTIONS[number];
 
 /** Sizes of a run. */
@@ -43,6 +44,7 @@ interface Plan {
   profileMs: number;
   /** Idle wait after the leak check's load. */
   settleMs: number;
+  pool: PoolPlan;
 }
 
 const FULL: Plan = {
@@ -59,6 +61,16 @@ const FULL: Plan = {
   leakRequests: 100_000,
   profileMs: 5000,
   settleMs: 20_000,
+  pool: {
+    switches: 20,
+    clients: 30,
+    perClient: 8,
+    loadMs: 2000,
+    sleepMs: 200,
+    wakeMs: 300,
+    tokens: 8,
+    tokensPerSec: 200,
+  },
 };
 
 const QUICK: Plan = {
@@ -75,6 +87,16 @@ const QUICK: Plan = {
   leakRequests: 0,
   profileMs: 0,
   settleMs: 0,
+  pool: {
+    switches: 6,
+    clients: 30,
+    perClient: 2,
+    loadMs: 500,
+    sleepMs: 100,
+    wakeMs: 150,
+    tokens: 4,
+    tokensPerSec: 200,
+  },
 };
 
 /**
@@ -136,6 +158,7 @@ export async function runBench(args: string[]): Promise<BenchResults> {
     fanIn: null,
     memory: { idleMiB: null, kubernetesIdleMiB: null, held: null, bareHeld: null, afterRequests: [], imports: [] },
     profile: null,
+    pool: null,
     decideCost: [],
     notes,
   };
@@ -307,6 +330,12 @@ export async function runBench(args: string[]): Promise<BenchResults> {
         await sw.stop();
       }
       say(`switch overhead p50 ${results.switch.process.overheadP50Ms.toFixed(1)} ms`);
+    }
+
+    // ---- the pool: switch by wake, mixed workload ----
+    if (only.has("pool")) {
+      say("pool (switch by wake, mixed workload)…");
+      results.pool = await runPool({ dir, plan: plan.pool, say });
     }
 
     // ---- fan-in ----

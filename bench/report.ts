@@ -13,6 +13,7 @@ import type { DecideCost } from "./decide_cost.ts";
 import type { ProfileRow } from "./profile_summary.ts";
 import type { StreamResult } from "./stream.ts";
 import type { WarmRow } from "./warm.ts";
+import type { PoolResult } from "./pool.ts";
 
 /** Everything one bench run measured. */
 export interface BenchResults {
@@ -47,6 +48,8 @@ export interface BenchResults {
   /** µs per scaler decision by number of held requests (in-process). */
   decideCost: DecideCost[];
   profile: { seconds: number; concurrency: number; rps: number; top: ProfileRow[] } | null;
+  /** The pool: switch by wake and the mixed workload. */
+  pool: PoolResult | null;
   targets: Target[];
   notes: string[];
 }
@@ -109,6 +112,13 @@ export function evaluateTargets(r: Omit<BenchResults, "targets">): Target[] {
     goal: "≤ 300 ms",
     value: `${f(worstSw, 1)} ms (p50 of the slower backend: ${f(p50Sw, 1)} ms)`,
     met: sw.length ? worstSw <= 300 : null,
+  });
+  const wake = r.pool?.wakeSwitch ?? null;
+  t.push({
+    name: "switch by wake: latency − the engines' own sleep + wake, p50",
+    goal: "≤ 50 ms",
+    value: wake ? `${f(wake.overheadP50Ms, 1)} ms (max ${f(wake.overheadMaxMs, 1)} ms)` : "n/a",
+    met: wake ? wake.overheadP50Ms <= 50 : null,
   });
   const idle = r.memory.idleMiB;
   t.push({
@@ -233,6 +243,24 @@ export function renderMarkdown(r: BenchResults): string {
       "| | samples | client wait p50 ms | engine's own time p50 ms | orchestration overhead p50 / max ms | engine ready → response p50 / max ms |",
       "|---|---|---|---|---|---|",
       ...coldRows,
+      "",
+    );
+  }
+  if (r.pool) {
+    const { wakeSwitch: w, mixed: m } = r.pool;
+    out.push(
+      "### The pool: switch by wake, mixed workload",
+      "",
+      `Switch by wake (two 0.6 models on one GPU, each request puts the other to sleep and wakes its own; the fake ` +
+        `engine sleeps and wakes in ${w.engineMs} ms together): ${w.samples} switches, client wait p50 ` +
+        `${f(w.latencyP50Ms, 1)} ms, overhead over the engines' own time and a warm request (${
+          f(w.warmP50Ms, 2)
+        } ms) p50 ${f(w.overheadP50Ms, 1)} ms, max ${f(w.overheadMaxMs, 1)} ms.`,
+      "",
+      `Mixed workload (${m.clients} clients × ${m.perClient} sequential requests over ${m.models} models on one GPU, ` +
+        `sleep on): ${f(m.totalMs, 0)} ms against a lower bound of ${f(m.lowerBoundMs, 0)} ms (${f(m.ratio, 2)} ×); ` +
+        `${m.coldStarts} cold starts, ${m.wakes} wakes, ${m.sleeps} sleeps, ${m.errors} errors. The bound: every ` +
+        "model loaded once, the GPU handed over at least twice, each model's clients' sequential requests.",
       "",
     );
   }
