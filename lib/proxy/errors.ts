@@ -83,3 +83,16 @@ export function errorEvent(status: number, message: string, code: string, anthro
   }
   return `data: ${JSON.stringify(errorBody(status, message, code))}\n\n`;
 }
+
+/**
+ * Shortens client-supplied text echoed in error messages (200 characters).
+ *
+ * @example
+ * ```ts
+ * import { clip } from "./errors.ts";
+ * clip("x".repeat(300)).length; // 201
+ * ```
+ */
+export function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}

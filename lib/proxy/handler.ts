@@ -1,8 +1,9 @@
 /**
- * The proxy's request handler for Deno.serve: the own endpoints (health,
- * readiness, metrics, model list, admin API — none of them wakes the GPU)
- * and the forwarded vLLM routes (auth, bounded body read, model lookup,
- * hold until the engine is ready, streaming pass-through).
+ * The proxy's request handler for Deno.serve: routing (`routes.ts`) to the
+ * own endpoints (`own.ts`: health, readiness, metrics, model list, admin API
+ * — none of them wakes the GPU) and forwarding of the vLLM routes (auth,
+ * bounded body read, model lookup, hold until the engine is ready, streaming
+ * pass-through).
  *
  * Statuses (OpenAI error body `{"error":{"message","type","param","code"}}`):
  * 400 malformed JSON / multipart, `model` missing or not a string · 401
@@ -19,14 +20,11 @@
  *
  * @module
  */
-import type { ChillConfig, NamedModel } from "../config/schema.ts";
-import type { Logger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
-import type { ModelRegistry } from "../models/registry.ts";
-import { type Gate, type Lease, Rejection } from "../scaler/types.ts";
+import type { NamedModel } from "../config/schema.ts";
+import { type Lease, Rejection } from "../scaler/types.ts";
 import { delay } from "../delay.ts";
-import { type ApiKeyIdentity, bearerToken, createAdminCheck, createKeyChecker } from "./auth.ts";
-import { errorResponse } from "./errors.ts";
+import { type ApiKeyIdentity, bearerToken, createKeyChecker, mayUse } from "./auth.ts";
+import { clip, errorResponse } from "./errors.ts";
 import { isSmallBody, relayResponse, relaySmallResponse, upstreamHeaderList } from "./forward.ts";
 import { heartbeatResponse } from "./heartbeat.ts";
 import {
@@ -38,7 +36,10 @@ import {
   setJsonModel,
   setMultipartModel,
 } from "./model.ts";
+import { createOwnHandlers, type OwnDeps, SCALE_ONLY_KEY } from "./own.ts";
 import { matchRoute, type OwnRoute } from "./routes.ts";
+
+export { SCALE_ONLY_KEY };
 
 /**
  * What the handler needs.
@@ -49,22 +50,7 @@ import { matchRoute, type OwnRoute } from "./routes.ts";
  * const ready: HandlerDeps["ready"] = () => true;
  * ```
  */
-export interface HandlerDeps {
-  /** The validated config. */
-  config: Readonly<ChillConfig>;
-  /** The scaler as the proxy sees it. */
-  gate: Gate;
-  /** Known models (config + VLLMModel objects). */
-  registry: ModelRegistry;
-  /** Metrics to update. */
-  metrics: Metrics;
-  /** Where request lines go. */
-  log: Logger;
-  /** Whether the proxy is ready to take traffic (GET /readyz). */
-  ready: () => boolean;
-  /** Extra backend details for GET /admin/status. */
-  backendInfo?: () => Record<string, unknown>;
-}
+export type HandlerDeps = Omit<OwnDeps, "keys">;
 
 /**
  * A Deno.serve handler.
@@ -78,21 +64,8 @@ export interface HandlerDeps {
  */
 export type ProxyHandler = (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response>;
 
-/**
- * The gate key of every request in scale-only mode (the body is not routed on).
- *
- * @example
- * ```ts
- * import { SCALE_ONLY_KEY } from "./handler.ts";
- * SCALE_ONLY_KEY; // "*"
- * ```
- */
-export const SCALE_ONLY_KEY = "*";
-
 const MESSAGES_PATH = "/v1/messages";
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
-const JSON_HEADERS = { "content-type": "application/json" };
-const CREATED = Math.floor(Date.now() / 1000);
 
 /** Per-request bookkeeping for the log line and metrics. */
 interface Ctx {
@@ -138,13 +111,10 @@ function neverReachedEngine(error: unknown): boolean {
 export function createHandler(deps: HandlerDeps): ProxyHandler {
   const { config, gate, registry, metrics, log } = deps;
   const keys = createKeyChecker(config.apiKeys);
-  const adminCheck = createAdminCheck(config.adminToken);
+  const own = createOwnHandlers({ ...deps, keys });
   const switching = config.enableModelSwitch;
   const maxBody = config.maxBodyBytes;
   const heartbeatMs = config.heartbeatInterval;
-  if (config.adminToken === undefined) {
-    log.warn("admin endpoints are open: set adminToken to protect /admin/*");
-  }
 
   function done(ctx: Ctx, status: number, bytesOut: number, heldMs: number, reason?: string): void {
     const durationMs = performance.now() - ctx.started;
@@ -178,11 +148,6 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       retryAfter: extra.retryAfter,
       headers: { "x-request-id": ctx.id, ...extra.headers as Record<string, string> },
     });
-  }
-
-  function allowed(identity: ApiKeyIdentity | null, names: (string | undefined)[]): boolean {
-    if (!identity?.models) return true;
-    return names.some((n) => n !== undefined && identity.models!.has(n));
   }
 
   async function forwardRoute(
@@ -261,7 +226,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         if (requested === "" || requested === undefined) requested = undefined;
         const model = resolveModel(ctx, requested);
         if (model instanceof Response) return model;
-        if (!allowed(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
+        if (!mayUse(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
         if (requested !== model.servedModelName) body = setMultipartModel(body, found, model.servedModelName);
         key = label = model.name;
         return hold(req, url, ctx, key, label, body, false, identity !== null, info);
@@ -279,7 +244,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       }
       const model = resolveModel(ctx, requested || undefined);
       if (model instanceof Response) return model;
-      if (!allowed(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
+      if (!mayUse(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
       if (requested !== model.servedModelName) body = encodeText(setJsonModel(json.text, model.servedModelName));
       key = label = model.name;
     } else if (switching) {
@@ -294,7 +259,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           "unknown_model",
         );
       }
-      if (!allowed(identity, [active, registry.resolve(active)?.servedModelName])) return notAllowed(ctx, active);
+      if (!mayUse(identity, [active, registry.resolve(active)?.servedModelName])) return notAllowed(ctx, active);
       key = label = active;
     } else if (identity?.models && body) {
       // Scale-only mode never routes on the body, but a key limited to some models must be checked.
@@ -310,7 +275,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           return typeof parsed.model === "string" ? parsed.model : undefined;
         })();
       const model = requested === undefined ? undefined : registry.resolve(requested);
-      if (!allowed(identity, [requested, model?.name, model?.servedModelName])) {
+      if (!mayUse(identity, [requested, model?.name, model?.servedModelName])) {
         return notAllowed(ctx, requested ?? "(none)");
       }
     }
@@ -500,141 +465,13 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     });
   }
 
-  async function own(req: Request, url: URL, route: OwnRoute, method: string, param?: string): Promise<Response> {
+  function ownRoute(req: Request, path: string, route: OwnRoute, method: string, param?: string) {
     if (req.method !== method && !(method === "GET" && req.method === "HEAD")) {
-      return errorResponse(
-        405,
-        `${req.method} is not allowed on ${url.pathname}; use ${method}`,
-        "method_not_allowed",
-        {
-          headers: { allow: method },
-        },
-      );
+      return errorResponse(405, `${req.method} is not allowed on ${path}; use ${method}`, "method_not_allowed", {
+        headers: { allow: method },
+      });
     }
-    switch (route) {
-      case "healthz":
-        return Response.json({ status: "ok" });
-      case "readyz":
-        return deps.ready()
-          ? Response.json({ status: "ready" })
-          : Response.json({ status: "not ready" }, { status: 503 });
-      case "metrics":
-        return new Response(metrics.render(), {
-          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-        });
-      case "models":
-        return await listModels(req);
-    }
-    const verdict = await adminCheck(req.headers.get("authorization"));
-    if (verdict === "missing") {
-      return errorResponse(401, "Admin endpoints need 'Authorization: Bearer <adminToken>'", "admin_token_required");
-    }
-    if (verdict === "wrong") return errorResponse(403, "Incorrect admin token", "admin_token_invalid");
-    const wait = url.searchParams.get("wait") === "true";
-    switch (route) {
-      case "admin_status":
-        return new Response(JSON.stringify(adminStatus()), { headers: JSON_HEADERS });
-      case "admin_load":
-        return await adminLoad(req, param!, wait);
-      default:
-        return await adminUnload(req, wait);
-    }
-  }
-
-  async function listModels(req: Request): Promise<Response> {
-    let identity: ApiKeyIdentity | null = null;
-    if (keys.enabled) {
-      const token = bearerToken(req.headers.get("authorization")) ?? req.headers.get("x-api-key");
-      identity = await keys.check(token);
-      if (!identity) {
-        return errorResponse(
-          401,
-          token === null ? "Missing API key: send it as 'Authorization: Bearer <key>'" : "Incorrect API key provided",
-          "invalid_api_key",
-        );
-      }
-    }
-    const data = registry.list()
-      .filter((m) => allowed(identity, [m.name, m.servedModelName]))
-      .map((m) => ({
-        id: m.servedModelName,
-        object: "model",
-        created: CREATED,
-        owned_by: "vllm-chill",
-        root: m.modelName,
-        status: gate.modelStatus(switching ? m.name : SCALE_ONLY_KEY),
-      }));
-    return Response.json({ object: "list", data });
-  }
-
-  function adminStatus(): Record<string, unknown> {
-    return {
-      ...gate.status(),
-      backendInfo: deps.backendInfo?.() ?? null,
-      config: {
-        namespace: config.namespace,
-        backend: config.backend,
-        enableModelSwitch: config.enableModelSwitch,
-        idleTimeoutMs: config.idleTimeout,
-        holdTimeoutMs: config.holdTimeout,
-        startTimeoutMs: config.startTimeout,
-        drainTimeoutMs: config.drainTimeout,
-        minLoadedTimeMs: config.minLoadedTime,
-        heartbeatIntervalMs: config.heartbeatInterval,
-        maxHeldRequests: config.maxHeldRequests,
-        maxBodyBytes: config.maxBodyBytes,
-        apiKeys: config.apiKeys.length,
-        adminToken: config.adminToken !== undefined,
-        target: { ...config.target },
-        defaultModel: config.defaultModel ?? null,
-        models: registry.list().map((m) => ({ name: m.name, servedModelName: m.servedModelName, source: m.source })),
-      },
-    };
-  }
-
-  async function adminLoad(req: Request, name: string, wait: boolean): Promise<Response> {
-    let key = SCALE_ONLY_KEY;
-    if (switching) {
-      const model = registry.resolve(name);
-      if (!model) return errorResponse(404, `The model '${clip(name)}' does not exist`, "model_not_found");
-      key = model.name;
-    }
-    if (!wait) {
-      gate.load(key, { signal: new AbortController().signal }).catch((error) =>
-        log.warn("admin load failed", { model: key, error: (error as Error)?.message })
-      );
-      return Response.json({ status: "loading", model: key }, { status: 202 });
-    }
-    try {
-      await gate.load(key, { signal: req.signal });
-      return Response.json({ status: "ready", model: key });
-    } catch (error) {
-      return adminFailure(error);
-    }
-  }
-
-  async function adminUnload(req: Request, wait: boolean): Promise<Response> {
-    if (!wait) {
-      gate.unload({ signal: new AbortController().signal }).catch((error) =>
-        log.warn("admin unload failed", { error: (error as Error)?.message })
-      );
-      return Response.json({ status: "unloading" }, { status: 202 });
-    }
-    try {
-      await gate.unload({ signal: req.signal });
-      return Response.json({ status: "stopped" });
-    } catch (error) {
-      return adminFailure(error);
-    }
-  }
-
-  function adminFailure(error: unknown): Response {
-    if (error instanceof Rejection) {
-      return errorResponse(error.status, error.message, error.code, { retryAfter: error.retryAfter });
-    }
-    return errorResponse(503, `The operation failed: ${(error as Error)?.message}`, "model_unavailable", {
-      retryAfter: 5,
-    });
+    return own[route](req, param);
   }
 
   return async (req, info) => {
@@ -646,7 +483,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         try {
           return route.kind === "forward"
             ? await forwardRoute(req, url, route, info)
-            : await own(req, url, route.route, route.method, route.param);
+            : await ownRoute(req, url.pathname, route.route, route.method, route.param);
         } catch (error) {
           // A client that left while its body was being read, or a bug: never an unhandled rejection.
           if (req.signal.aborted) return new Response(null, { status: 499 });
@@ -661,11 +498,6 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         return errorResponse(404, `Unknown path ${url.pathname.slice(0, 200)}`, "not_found");
     }
   };
-}
-
-/** Shortens client-supplied text echoed in error messages. */
-function clip(text: string): string {
-  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
 }
 
 function mediaType(contentType: string): "json" | "multipart" | "other" {
