@@ -165,6 +165,7 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
         });
       }
       closer.abort();
+      handler.close();
       await backend.close();
       kube?.close();
       log.info("stopped");

@@ -25,7 +25,8 @@ import { type Lease, Rejection } from "../scaler/types.ts";
 import { delay } from "../delay.ts";
 import { type ApiKeyIdentity, bearerToken, createKeyChecker, mayUse } from "./auth.ts";
 import { clip, errorResponse } from "./errors.ts";
-import { isSmallBody, relayResponse, relaySmallResponse, upstreamHeaderList } from "./forward.ts";
+import { createEngineClient, EngineError, type EngineResponse } from "./engine_client.ts";
+import { BUFFER_LIMIT, relayResponse, upstreamHeaderList } from "./forward.ts";
 import { heartbeatResponse } from "./heartbeat.ts";
 import {
   encodeText,
@@ -53,16 +54,21 @@ export { SCALE_ONLY_KEY };
 export type HandlerDeps = Omit<OwnDeps, "keys">;
 
 /**
- * A Deno.serve handler.
+ * A Deno.serve handler that owns its engine connections (`close` ends them).
  *
  * @example
  * ```ts
  * import type { ProxyHandler } from "./handler.ts";
- * const handler: ProxyHandler = () => Promise.resolve(new Response("ok"));
+ * const handler: ProxyHandler = Object.assign(() => Promise.resolve(new Response("ok")), { close() {} });
  * // Deno.serve({ port: 8080 }, handler);
  * ```
  */
-export type ProxyHandler = (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response>;
+export interface ProxyHandler {
+  /** Answers one request. */
+  (req: Request, info?: Deno.ServeHandlerInfo): Promise<Response>;
+  /** Closes the connections kept to engines (in-flight requests to them fail). */
+  close(): void;
+}
 
 const MESSAGES_PATH = "/v1/messages";
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
@@ -83,12 +89,6 @@ const CONNECT_ATTEMPTS = 3;
 /** Pause before re-holding a request whose connection was refused (× attempt). */
 const CONNECT_RETRY_MS = 200;
 
-/** True for a fetch error raised while connecting: the request never reached the engine. */
-function neverReachedEngine(error: unknown): boolean {
-  const text = `${(error as Error)?.message ?? ""} ${((error as Error)?.cause as Error | undefined)?.message ?? ""}`;
-  return /client error \(Connect\)|Connection refused/i.test(text);
-}
-
 /**
  * Creates the handler.
  *
@@ -106,12 +106,14 @@ function neverReachedEngine(error: unknown): boolean {
  *   config, gate, registry: new ModelRegistry(), metrics: createMetrics(), log: silentLogger, ready: () => true,
  * });
  * (await handler(new Request("http://proxy/healthz"))).status; // 200
+ * handler.close();
  * ```
  */
 export function createHandler(deps: HandlerDeps): ProxyHandler {
   const { config, gate, registry, metrics, log } = deps;
   const keys = createKeyChecker(config.apiKeys);
   const own = createOwnHandlers({ ...deps, keys });
+  const engines = createEngineClient({ bufferLimit: BUFFER_LIMIT });
   const switching = config.enableModelSwitch;
   const maxBody = config.maxBodyBytes;
   const heartbeatMs = config.heartbeatInterval;
@@ -333,13 +335,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       stripAuth,
     });
     const send = (lease: Lease, signal: AbortSignal) =>
-      fetch(lease.upstream + target, {
-        method: req.method,
-        headers,
-        body: body as BodyInit | null,
-        signal,
-        redirect: "manual",
-      });
+      engines.send({ upstream: lease.upstream, path: target, method: req.method, headers, body, signal });
 
     let lease = gate.tryAcquire(key);
     if (!lease) {
@@ -390,7 +386,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       }
     }
     let granted = lease;
-    let upstream: Response;
+    let upstream: EngineResponse;
     // Deno aborts req.signal once a response is sent (legacy behaviour), so the upstream request gets its own
     // signal, tied to the client only until the engine's headers arrive; after that, a client that leaves
     // cancels the relayed body, which cancels the engine's body.
@@ -408,9 +404,11 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
             done(ctx, 499, 0, granted.heldMs, "client_closed");
             return new Response(null, { status: 499 });
           }
-          // The engine went away between the grant and the connection (a pod that died before the watch said
-          // so): the request never reached it, so it is safe to wait for the scaler to notice and hold it again.
-          if (attempt < CONNECT_ATTEMPTS && neverReachedEngine(error)) {
+          // The engine refused the connection (it went away between the grant and the connection: a pod that
+          // died before the watch said so): the request never left, so it may wait for the scaler to notice and
+          // be held again. Anything else may have reached an engine and is never sent twice.
+          const refused = error instanceof EngineError && error.kind === "refused" && !error.sent;
+          if (attempt < CONNECT_ATTEMPTS && refused) {
             log.warn("engine refused the connection; holding the request again", {
               id: ctx.id,
               upstream: granted.upstream,
@@ -430,15 +428,24 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
             }
             continue;
           }
+          const message = (error as Error)?.message;
+          if (error instanceof EngineError && error.kind === "exhausted") {
+            log.warn("no file descriptor left to reach the engine", { id: ctx.id, upstream: granted.upstream });
+            return reject(ctx, 503, message, "proxy_overloaded", "overloaded", {
+              retryAfter: 1,
+              heldMs: granted.heldMs,
+            });
+          }
           log.warn("upstream unreachable", {
             id: ctx.id,
             upstream: granted.upstream,
-            error: (error as Error)?.message,
+            error: message,
+            sent: error instanceof EngineError ? error.sent : undefined,
           });
           return reject(
             ctx,
             502,
-            `The model server could not be reached: ${(error as Error)?.message}`,
+            `The model server could not be reached: ${message}`,
             "upstream_error",
             "upstream_error",
             { heldMs: granted.heldMs },
@@ -450,7 +457,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     }
     const lastLease = granted;
     const status = upstream.status;
-    return (isSmallBody(upstream) ? relaySmallResponse : relayResponse)(upstream, {
+    return relayResponse(upstream, {
       lease: lastLease,
       requestId: ctx.id,
       anthropic: ctx.path === MESSAGES_PATH,
@@ -474,7 +481,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     return own[route](req, param);
   }
 
-  return async (req, info) => {
+  const handle = async (req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> => {
     const url = new URL(req.url);
     const route = matchRoute(url.pathname);
     switch (route.kind) {
@@ -498,6 +505,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         return errorResponse(404, `Unknown path ${url.pathname.slice(0, 200)}`, "not_found");
     }
   };
+  return Object.assign(handle, { close: () => engines.close() });
 }
 
 function mediaType(contentType: string): "json" | "multipart" | "other" {

@@ -72,6 +72,8 @@ export interface FakeEngineOptions {
   stopDelayMs?: number;
   /** Ignore SIGTERM (the backend must SIGKILL it). */
   ignoreSigterm?: boolean;
+  /** Append a line per request received to this file (see tests/support/fake_vllm.ts). */
+  arrivalsFile?: string;
   /** Replaces the `--port {port}` pair (e.g. a fixed port, or none at all). */
   portArgs?: string[];
   /** More fields of the model spec (per-model timeouts, servedModelName, env…); used by `startProxy`. */
@@ -107,6 +109,7 @@ export function fakeEngineCommand(marker: string, options: FakeEngineOptions = {
   if (options.exitAfterMs !== undefined) args.push("--exit-after-ms", String(options.exitAfterMs));
   if (options.stopDelayMs !== undefined) args.push("--stop-delay-ms", String(options.stopDelayMs));
   if (options.ignoreSigterm) args.push("--ignore-sigterm");
+  if (options.arrivalsFile !== undefined) args.push("--arrivals-file", options.arrivalsFile);
   return args;
 }
 

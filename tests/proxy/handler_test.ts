@@ -340,7 +340,8 @@ Deno.test("client leaving while held removes it from the queue (real HTTP)", asy
 Deno.test("upstream unreachable → 502 upstream_error, lease released", async () => {
   const p = await startProxy(SWITCH);
   try {
-    p.gate.upstream = "http://127.0.0.1:1";
+    // A name that never resolves (RFC 6761): not a refused connection, which would be held again.
+    p.gate.upstream = "http://engine.invalid";
     p.gate.warm.add("llama");
     await assertError(await p.handler(post("/v1/chat/completions", { model: "llama" })), 502, "upstream_error");
     assert.equal(p.gate.released, 1);

@@ -196,6 +196,7 @@ export async function startProxy(
     async close() {
       for (const s of servers) s.ac.abort();
       await Promise.all(servers.map((s) => s.finished));
+      handler.close();
       await upstream.close();
     },
   };
