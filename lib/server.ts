@@ -1,6 +1,6 @@
 /**
  * Assembles a running proxy from a validated config: registry, backend
- * (Kubernetes or process), scaler, HTTP handler and `Deno.serve`. Used by the
+ * (Kubernetes or process), scaler, HTTP handler and the guarded listener. Used by the
  * `serve` command, the demo, and end-to-end tests and benchmarks (in-process).
  *
  * @module
@@ -16,6 +16,7 @@ import type { KubeClient } from "./kube/mod.ts";
 import { delay } from "./delay.ts";
 import { type Clock, createScaler, type Scaler } from "./scaler/mod.ts";
 import { createHandler } from "./proxy/mod.ts";
+import { type ConnectionLimits, serveGuarded } from "./proxy/listener.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -29,6 +30,8 @@ export interface ServerOptions {
   backend?: Backend;
   /** How long shutdown lets in-flight requests finish (default: config.drainTimeout). */
   shutdownGraceMs?: number;
+  /** Connection limits instead of the defaults (tests use small timeouts). */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 /** A running proxy. */
@@ -122,11 +125,13 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
     backendInfo: () => backend.describe(),
   });
 
-  const { promise: listening, resolve: onListen } = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    port: config.port,
+  const server = serveGuarded({
     hostname: config.host,
-    onListen: (addr) => onListen(addr as Deno.NetAddr),
+    port: config.port,
+    handler,
+    log,
+    metrics,
+    limits: options.connectionLimits,
     onError: (error) => {
       log.error("unhandled error in the request handler", { error });
       return new Response(
@@ -134,8 +139,8 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
         { status: 500, headers: { "content-type": "application/json" } },
       );
     },
-  }, handler);
-  const addr = await listening;
+  });
+  const addr = server.addr;
   const host = addr.hostname === "0.0.0.0" || addr.hostname === "::" ? "127.0.0.1" : addr.hostname;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
   log.info("listening", {
@@ -163,6 +168,7 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
         log.warn("shutdown grace period over; closing remaining connections", {
           graceMs: grace,
         });
+        server.close();
       }
       closer.abort();
       handler.close();
