@@ -28,16 +28,11 @@ import { clip, errorResponse } from "./errors.ts";
 import { createEngineClient, EngineError, type EngineResponse } from "./engine_client.ts";
 import { BUFFER_LIMIT, relayResponse, upstreamHeaderList } from "./forward.ts";
 import { heartbeatResponse } from "./heartbeat.ts";
-import {
-  encodeText,
-  findMultipartModel,
-  type JsonFields,
-  parseJsonFields,
-  readBodyBounded,
-  setJsonModel,
-  setMultipartModel,
-} from "./model.ts";
+import { type JsonScan, NOT_A_STRING, scanJsonObject, setJsonModel } from "./json_scan.ts";
+import { findMultipartModel, setMultipartModel } from "./model.ts";
+import { type BodyRefusal, createUploadGuard } from "./uploads.ts";
 import { createOwnHandlers, type OwnDeps, SCALE_ONLY_KEY } from "./own.ts";
+import type { ConnectionInfo } from "./listener.ts";
 import { matchRoute, type OwnRoute } from "./routes.ts";
 
 export { SCALE_ONLY_KEY };
@@ -51,7 +46,10 @@ export { SCALE_ONLY_KEY };
  * const ready: HandlerDeps["ready"] = () => true;
  * ```
  */
-export type HandlerDeps = Omit<OwnDeps, "keys">;
+export interface HandlerDeps extends Omit<OwnDeps, "keys"> {
+  /** A request body with no new bytes for this long is dropped with 408 (default 30 s; tests inject less). */
+  bodyStallMs?: number;
+}
 
 /**
  * A Deno.serve handler that owns its engine connections (`close` ends them).
@@ -65,7 +63,7 @@ export type HandlerDeps = Omit<OwnDeps, "keys">;
  */
 export interface ProxyHandler {
   /** Answers one request. */
-  (req: Request, info?: Deno.ServeHandlerInfo): Promise<Response>;
+  (req: Request, info?: ConnectionInfo): Promise<Response>;
   /** Closes the connections kept to engines (in-flight requests to them fail). */
   close(): void;
 }
@@ -83,6 +81,11 @@ interface Ctx {
   keyName?: string;
   bytesIn: number;
 }
+
+/** A body with no new bytes for this long is dropped (408). */
+const BODY_STALL_MS = 30_000;
+/** The default `maxUploadingBytes`: this many times `maxBodyBytes`. */
+const UPLOAD_BUDGET_FACTOR = 4;
 
 /** Attempts at connecting to the engine before a 502 (the first plus re-holds after a refused connection). */
 const CONNECT_ATTEMPTS = 3;
@@ -114,6 +117,10 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
   const keys = createKeyChecker(config.apiKeys);
   const own = createOwnHandlers({ ...deps, keys });
   const engines = createEngineClient({ bufferLimit: BUFFER_LIMIT });
+  const uploads = createUploadGuard({
+    budgetBytes: config.maxUploadingBytes ?? UPLOAD_BUDGET_FACTOR * config.maxBodyBytes,
+    stallMs: deps.bodyStallMs ?? BODY_STALL_MS,
+  });
   const switching = config.enableModelSwitch;
   const maxBody = config.maxBodyBytes;
   const heartbeatMs = config.heartbeatInterval;
@@ -156,7 +163,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     req: Request,
     url: URL,
     route: { method: string; hasBody: boolean; xApiKey: boolean },
-    info: Deno.ServeHandlerInfo | undefined,
+    info: ConnectionInfo | undefined,
   ): Promise<Response> {
     const given = req.headers.get("x-request-id");
     const ctx: Ctx = {
@@ -195,32 +202,29 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
 
     let body: Uint8Array | null = null;
     if (route.hasBody) {
-      body = await readBodyBounded(req, maxBody);
-      if (body === null) {
-        return reject(
-          ctx,
-          413,
-          `The request body is larger than maxBodyBytes (${maxBody} bytes)`,
-          "request_too_large",
-          "body_too_large",
-        );
+      const read = await uploads.read(req, maxBody);
+      if (!read.ok) {
+        // A stalled client's connection is not kept for its next request.
+        if (read.refusal === "stalled") info?.closeAfterAnswer?.();
+        return refuseBody(ctx, read.refusal);
       }
+      body = read.bytes;
       ctx.bytesIn = body.byteLength;
     }
 
     const contentType = req.headers.get("content-type") ?? "";
     const media = mediaType(contentType);
-    let json: JsonFields | null = null;
+    let json: JsonScan | null = null;
     let key = SCALE_ONLY_KEY;
     let label = SCALE_ONLY_KEY;
 
     if (switching && body) {
       let requested: unknown;
       if (media === "json") {
-        const parsed = parseJsonFields(body);
-        if (typeof parsed === "string") return reject(ctx, 400, parsed, "invalid_json", "bad_request");
-        json = parsed;
-        requested = parsed.model;
+        const scanned = scanJsonObject(body);
+        if (typeof scanned === "string") return reject(ctx, 400, scanned, "invalid_json", "bad_request");
+        json = scanned;
+        requested = scanned.model;
       } else if (media === "multipart") {
         const found = findMultipartModel(body, contentType);
         if (typeof found === "string") return reject(ctx, 400, found, "invalid_multipart", "bad_request");
@@ -241,13 +245,13 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           "bad_request",
         );
       }
-      if (requested !== undefined && requested !== null && typeof requested !== "string") {
+      if (requested === NOT_A_STRING) {
         return reject(ctx, 400, "'model' must be a string", "invalid_model", "bad_request", {});
       }
       const model = resolveModel(ctx, requested || undefined);
       if (model instanceof Response) return model;
       if (!mayUse(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
-      if (requested !== model.servedModelName) body = encodeText(setJsonModel(json.text, model.servedModelName));
+      if (requested !== model.servedModelName) body = setJsonModel(body, json, model.servedModelName);
       key = label = model.name;
     } else if (switching) {
       // Body-less routes (GET /v1/responses/{id}): whatever the engine serves now, else the default model.
@@ -271,10 +275,10 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           return typeof found === "string" ? undefined : found.model;
         })()
         : (() => {
-          const parsed = parseJsonFields(body);
-          if (typeof parsed === "string") return undefined;
-          json = parsed;
-          return typeof parsed.model === "string" ? parsed.model : undefined;
+          const scanned = scanJsonObject(body);
+          if (typeof scanned === "string") return undefined;
+          json = scanned;
+          return typeof scanned.model === "string" ? scanned.model : undefined;
         })();
       const model = requested === undefined ? undefined : registry.resolve(requested);
       if (!mayUse(identity, [requested, model?.name, model?.servedModelName])) {
@@ -282,8 +286,39 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       }
     }
 
-    const stream = json ? json.stream === true : null;
+    const stream = json ? (json as JsonScan).stream : null;
     return hold(req, url, ctx, key, label, body, stream, identity !== null, info);
+  }
+
+  function refuseBody(ctx: Ctx, refusal: BodyRefusal): Response {
+    switch (refusal) {
+      case "too_large":
+        return reject(
+          ctx,
+          413,
+          `The request body is larger than maxBodyBytes (${maxBody} bytes)`,
+          "request_too_large",
+          "body_too_large",
+        );
+      case "over_budget":
+        log.warn("request bodies over the upload budget: refusing new ones", { id: ctx.id, inUse: uploads.inUse() });
+        return reject(
+          ctx,
+          503,
+          "The proxy is receiving too many request bodies at once; retry shortly",
+          "upload_budget_exceeded",
+          "upload_budget",
+          { retryAfter: 1 },
+        );
+      case "stalled":
+        metrics.slowClientsTotal.inc({ phase: "body" });
+        return reject(ctx, 408, "The request body stopped arriving", "request_timeout", "slow_client", {
+          headers: { connection: "close" },
+        });
+      case "client_closed":
+        done(ctx, 499, 0, 0, "client_closed");
+        return new Response(null, { status: 499 });
+    }
   }
 
   function resolveModel(ctx: Ctx, requested: unknown): NamedModel | Response {
@@ -324,7 +359,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     body: Uint8Array | null,
     stream: boolean | null,
     stripAuth: boolean,
-    info: Deno.ServeHandlerInfo | undefined,
+    info: ConnectionInfo | undefined,
   ): Promise<Response> {
     ctx.model = label;
     const target = url.pathname + url.search;
@@ -481,7 +516,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     return own[route](req, param);
   }
 
-  const handle = async (req: Request, info?: Deno.ServeHandlerInfo): Promise<Response> => {
+  const handle = async (req: Request, info?: ConnectionInfo): Promise<Response> => {
     const url = new URL(req.url);
     const route = matchRoute(url.pathname);
     switch (route.kind) {
@@ -505,7 +540,12 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         return errorResponse(404, `Unknown path ${url.pathname.slice(0, 200)}`, "not_found");
     }
   };
-  return Object.assign(handle, { close: () => engines.close() });
+  return Object.assign(handle, {
+    close: () => {
+      engines.close();
+      uploads.close();
+    },
+  });
 }
 
 function mediaType(contentType: string): "json" | "multipart" | "other" {
@@ -517,13 +557,13 @@ function mediaType(contentType: string): "json" | "multipart" | "other" {
   return "other";
 }
 
-const STREAM_MARK = encodeText('"stream"');
+const STREAM_MARK = new TextEncoder().encode('"stream"');
 
-/** Whether a body that was not parsed asks for a stream (scale-only mode, cold path only). */
+/** Whether a body that was not scanned asks for a stream (scale-only mode, cold path only). */
 function isStreaming(body: Uint8Array): boolean {
   if (!includesBytes(body, STREAM_MARK)) return false;
-  const parsed = parseJsonFields(body);
-  return typeof parsed !== "string" && parsed.stream === true;
+  const scanned = scanJsonObject(body);
+  return typeof scanned !== "string" && scanned.stream;
 }
 
 function includesBytes(haystack: Uint8Array, needle: Uint8Array): boolean {

@@ -53,6 +53,22 @@ export interface ConnectionLimits {
 }
 
 /**
+ * What the handler learns about a request's connection.
+ *
+ * @example
+ * ```ts
+ * import type { ConnectionInfo } from "./listener.ts";
+ * const info: ConnectionInfo = { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 50000 } };
+ * ```
+ */
+export interface ConnectionInfo {
+  /** The client's address. */
+  readonly remoteAddr: Deno.Addr;
+  /** Closes the connection once the answer being prepared is sent (e.g. after a 408 for a stalled body). */
+  closeAfterAnswer?(): void;
+}
+
+/**
  * Options of {@link serveGuarded}.
  *
  * @example
@@ -67,7 +83,7 @@ export interface GuardedServeOptions {
   /** Port (0: any free one). */
   port: number;
   /** The request handler. */
-  handler: (req: Request, info: Deno.ServeHandlerInfo) => Response | Promise<Response>;
+  handler: (req: Request, info: ConnectionInfo) => Response | Promise<Response>;
   /** Answers when the handler throws. */
   onError: (error: unknown) => Response | Promise<Response>;
   /** Where accept errors, shed and slow connections are reported. */
@@ -149,6 +165,9 @@ export function fileDescriptorLimits(): { soft: number | null; hard: number | nu
   return { soft, hard, open };
 }
 
+/** How long a connection marked to close lingers after its last answer (for the answer to be written). */
+const CLOSE_LINGER_MS = 500;
+
 /** Descriptors kept aside for engines, log and state files, DNS, the runtime. */
 const FD_RESERVE = 64;
 
@@ -184,6 +203,22 @@ function runtimeServeConnection(): ServeConnection | null {
   return typeof serve === "function" ? serve as ServeConnection : null;
 }
 
+// A connection's server takes its resource away once it ended or began a graceful shutdown; firing its signal after
+// that makes the runtime throw from inside the abort listener (an uncaught error), so both are tracked.
+
+/** Closes a connection now, unless it already ended or is closing gracefully. */
+function kill(conn: Connection): void {
+  if (conn.ended || conn.graceful || conn.abort.signal.aborted) return;
+  conn.abort.abort();
+}
+
+/** Closes a connection once its answers in flight are written (idle: at once). */
+function closeGracefully(conn: Connection): Promise<void> {
+  if (conn.ended || conn.graceful || conn.abort.signal.aborted || !conn.server) return Promise.resolve();
+  conn.graceful = true;
+  return conn.server.shutdown().catch(() => {});
+}
+
 interface Connection {
   /** Requests dispatched and not yet fully answered. */
   active: number;
@@ -191,6 +226,12 @@ interface Connection {
   served: number;
   /** When the connection is closed if still quiet (ms, performance.now()). */
   deadline: number;
+  /** Close once the answers in flight are sent. */
+  closing: boolean;
+  /** The connection's server has finished. */
+  ended: boolean;
+  /** A graceful shutdown of the connection's server began. */
+  graceful: boolean;
   abort: AbortController;
   server?: { finished: Promise<void>; shutdown(): Promise<void> };
 }
@@ -244,7 +285,7 @@ export function serveGuarded(options: GuardedServeOptions): GuardedServer {
     for (const conn of conns) {
       if (conn.active > 0 || now < conn.deadline) continue;
       if (conn.served === 0) slow++;
-      conn.abort.abort();
+      kill(conn);
     }
     if (slow > 0) {
       metrics.slowClientsTotal.inc({ phase: "headers" }, slow);
@@ -254,7 +295,7 @@ export function serveGuarded(options: GuardedServeOptions): GuardedServer {
       });
     }
   };
-  const sweeper = setInterval(sweep, Math.max(10, Math.min(1000, limits.headerTimeoutMs / 4)));
+  const sweeper = setInterval(sweep, Math.max(10, Math.min(250, limits.headerTimeoutMs / 4)));
   Deno.unrefTimer(sweeper);
 
   const shed = (tcp: Deno.Conn) => {
@@ -295,19 +336,31 @@ export function serveGuarded(options: GuardedServeOptions): GuardedServer {
       active: 0,
       served: 0,
       deadline: performance.now() + limits.headerTimeoutMs,
+      closing: false,
+      ended: false,
+      graceful: false,
       abort: new AbortController(),
     };
     const settled = () => {
-      if (--conn.active === 0) conn.deadline = performance.now() + limits.idleTimeoutMs;
+      if (--conn.active > 0) return;
+      // Closed by the sweeper a moment later: closing at once could drop the answer before it is written, and a
+      // graceful close would wait for the rest of a body that is not coming.
+      conn.deadline = performance.now() + (conn.closing ? CLOSE_LINGER_MS : limits.idleTimeoutMs);
+    };
+    const info: ConnectionInfo = {
+      remoteAddr: tcp.remoteAddr,
+      closeAfterAnswer: () => {
+        conn.closing = true;
+      },
     };
     try {
       conn.server = serveConnection(
         tcp,
         conn.abort.signal,
-        (req, info) => {
+        (req, served) => {
           conn.active++;
           conn.served++;
-          info.completed.then(settled, settled);
+          served.completed.then(settled, settled);
           return handler(req, info);
         },
         onError,
@@ -323,6 +376,7 @@ export function serveGuarded(options: GuardedServeOptions): GuardedServer {
     conns.add(conn);
     gauge();
     conn.server.finished.catch(() => {}).finally(() => {
+      conn.ended = true;
       conns.delete(conn);
       gauge();
     });
@@ -382,13 +436,13 @@ export function serveGuarded(options: GuardedServeOptions): GuardedServer {
       stopping ??= (async () => {
         await stopListening();
         // Graceful per connection: idle ones close now, busy ones after their answer.
-        await Promise.all([...conns].map((conn) => conn.server?.shutdown().catch(() => {})));
+        await Promise.all([...conns].map(closeGracefully));
         await Promise.all([...conns].map((conn) => conn.server?.finished.catch(() => {})));
         clearInterval(sweeper);
         finish();
       })(),
     close() {
-      for (const conn of conns) conn.abort.abort();
+      for (const conn of conns) kill(conn);
       if (!stopping) {
         stopping = stopListening().then(() => {
           clearInterval(sweeper);

@@ -446,7 +446,7 @@ Deno.test("without API keys the client's Authorization goes upstream; x-forwarde
         "x-forwarded-for": "203.0.113.9",
         "x-forwarded-proto": "https",
       }),
-      { remoteAddr: { transport: "tcp", hostname: "10.0.0.5", port: 4242 }, completed: Promise.resolve() },
+      { remoteAddr: { transport: "tcp", hostname: "10.0.0.5", port: 4242 } },
     );
     await res.body?.cancel();
     const got = p.upstream.requests[0].headers;

@@ -35,7 +35,11 @@ function start(
 async function readToEnd(conn: Deno.Conn, limitMs: number): Promise<{ text: string; closed: boolean }> {
   const buf = new Uint8Array(4096);
   let text = "";
-  const timer = setTimeout(() => conn.close(), limitMs);
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.close();
+  }, limitMs);
   try {
     for (;;) {
       const n = await conn.read(buf);
@@ -43,7 +47,7 @@ async function readToEnd(conn: Deno.Conn, limitMs: number): Promise<{ text: stri
       text += decoder.decode(buf.subarray(0, n));
     }
   } catch {
-    return { text, closed: false }; // closed by the timer
+    return { text, closed: !timedOut }; // a reset is a close by the proxy too
   } finally {
     clearTimeout(timer);
   }
