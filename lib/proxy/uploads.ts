@@ -138,8 +138,11 @@ export function createUploadGuard(options: UploadGuardOptions): UploadGuard {
   }
 
   /** Any other body, chunk by chunk: progress resets the stall clock; each chunk is counted against the budget. */
-  async function readStream(req: Request, limit: number, countChunks: boolean): Promise<BodyOutcome> {
+  async function readStream(req: Request, limit: number, declared: number | null): Promise<BodyOutcome> {
     const reader = req.body!.getReader();
+    const countChunks = declared === null;
+    // A declared length is received straight into its buffer (the body's size in memory, not twice that).
+    const into = declared === null ? null : new Uint8Array(declared);
     const chunks: Uint8Array[] = [];
     let total = 0;
     let counted = 0;
@@ -178,12 +181,19 @@ export function createUploadGuard(options: UploadGuardOptions): UploadGuard {
           }
           counted += value.length;
         }
-        chunks.push(value);
+        if (into) {
+          if (total > into.length) {
+            await reader.cancel().catch(() => {});
+            return { ok: false, refusal: "too_large" };
+          }
+          into.set(value, total - value.length);
+        } else chunks.push(value);
       }
     } finally {
       watched.delete(entry);
       used -= counted;
     }
+    if (into) return { ok: true, bytes: total === into.length ? into : into.subarray(0, total) };
     return { ok: true, bytes: join(chunks, total) };
   }
 
@@ -202,7 +212,9 @@ export function createUploadGuard(options: UploadGuardOptions): UploadGuard {
         return { ok: false, refusal: "over_budget" };
       }
       try {
-        return known && length <= SMALL ? await readSmall(req, length) : await readStream(req, limit, !known);
+        return known && length <= SMALL
+          ? await readSmall(req, length)
+          : await readStream(req, limit, known ? length : null);
       } finally {
         if (known) used -= length;
       }

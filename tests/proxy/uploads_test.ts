@@ -182,3 +182,55 @@ Deno.test("uploads over HTTP: beyond maxUploadingBytes new uploads get 503 + Ret
     await p.close();
   }
 });
+
+Deno.test("uploads over HTTP: /healthz keeps answering while three 30 MB bodies of small objects are uploaded", async () => {
+  const p = await startProxy({ enableModelSwitch: true, models: MODELS, maxBodyBytes: "64Mi" });
+  try {
+    p.gate.warm.add("qwen");
+    const url = p.serve();
+    const piece = enc.encode(`${'{"role":"user","content":"hello there, small object"},'.repeat(20_000)}`); // ~1 MB
+    const parts = 30;
+    let uploading = 3;
+    const upload = async () => {
+      let i = 0;
+      const body = new ReadableStream<Uint8Array>({
+        async pull(c) {
+          await new Promise((r) => setTimeout(r, 10));
+          if (i === 0) c.enqueue(enc.encode('{"model":"qwen3-8b","messages":['));
+          if (i < parts) c.enqueue(piece);
+          else {
+            c.enqueue(enc.encode('{"role":"user","content":"last"}]}'));
+            c.close();
+          }
+          i++;
+        },
+      });
+      const res = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      const text = await res.text();
+      uploading--;
+      return { status: res.status, text };
+    };
+    const uploads = [upload(), upload(), upload()];
+    let answeredDuring = 0;
+    for (let i = 0; i < 1000 && uploading > 0; i++) {
+      const health = await fetch(`${url}/healthz`);
+      assert.equal(health.status, 200);
+      await health.body?.cancel();
+      if (uploading > 0) answeredDuring++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const results = await Promise.all(uploads);
+    for (const r of results) assert.equal(r.status, 200, r.text.slice(0, 200));
+    assert.ok(answeredDuring >= 3, `/healthz answered ${answeredDuring} times during the uploads`);
+    assert.equal(p.upstream.requests.length, 3);
+    for (const r of p.upstream.requests) {
+      assert.ok(r.body.length > 30 * piece.length, "the whole body reached the engine");
+    }
+  } finally {
+    await p.close();
+  }
+});
