@@ -9,7 +9,7 @@
  */
 import { Rejection } from "../scaler/types.ts";
 import { createAdminCheck } from "./auth.ts";
-import { clip, errorResponse } from "./errors.ts";
+import { clientRefusal, clip, errorResponse } from "./errors.ts";
 import { type OwnDeps, type OwnHandler, SCALE_ONLY_KEY } from "./own.ts";
 
 const JSON_HEADERS = { "content-type": "application/json" };
@@ -77,13 +77,10 @@ export function createAdminHandlers(
     };
   }
 
-  function failure(error: unknown): Response {
-    if (error instanceof Rejection) {
-      return errorResponse(error.status, error.message, error.code, { retryAfter: error.retryAfter });
-    }
-    return errorResponse(503, `The operation failed: ${(error as Error)?.message}`, "model_unavailable", {
-      retryAfter: 5,
-    });
+  function failure(error: unknown, model: string | null): Response {
+    if (!(error instanceof Rejection)) log.error("admin operation failed", { model, error: (error as Error)?.message });
+    const r = clientRefusal(error, model);
+    return errorResponse(r.status, r.message, r.code, { retryAfter: r.retryAfter });
   }
 
   return {
@@ -106,7 +103,7 @@ export function createAdminHandlers(
         await gate.load(key, { signal: req.signal });
         return Response.json({ status: "ready", model: key });
       } catch (error) {
-        return failure(error);
+        return failure(error, key);
       }
     }),
 
@@ -121,7 +118,7 @@ export function createAdminHandlers(
         await gate.unload({ signal: req.signal });
         return Response.json({ status: "stopped" });
       } catch (error) {
-        return failure(error);
+        return failure(error, null);
       }
     }),
   };

@@ -24,7 +24,7 @@ import type { NamedModel } from "../config/schema.ts";
 import { type Lease, Rejection } from "../scaler/types.ts";
 import { delay } from "../delay.ts";
 import { type ApiKeyIdentity, bearerToken, createKeyChecker, mayUse } from "./auth.ts";
-import { clip, errorResponse } from "./errors.ts";
+import { clientRefusal, clip, errorResponse } from "./errors.ts";
 import { createEngineClient, EngineError, type EngineResponse } from "./engine_client.ts";
 import { BUFFER_LIMIT, relayResponse, upstreamHeaderList } from "./forward.ts";
 import { heartbeatResponse } from "./heartbeat.ts";
@@ -411,9 +411,8 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         }
         // The scaler already counted its own rejections in rejected_requests_total{reason=<code>}.
         const counted = error instanceof Rejection;
-        const r = counted
-          ? error
-          : new Rejection(503, "model_unavailable", `The model could not be served: ${(error as Error)?.message}`, 5);
+        if (!counted) log.error("holding a request failed", { id: ctx.id, error: (error as Error)?.message });
+        const r = clientRefusal(error, label);
         return reject(ctx, r.status, r.message, r.code, counted ? undefined : r.code, {
           retryAfter: r.retryAfter,
           heldMs,
@@ -457,9 +456,9 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
                 done(ctx, 499, 0, granted.heldMs, "client_closed");
                 return new Response(null, { status: 499 });
               }
-              const r = rejection instanceof Rejection ? rejection : null;
-              if (r) return reject(ctx, r.status, r.message, r.code, undefined, { retryAfter: r.retryAfter });
-              throw rejection;
+              if (!(rejection instanceof Rejection)) throw rejection;
+              const r = clientRefusal(rejection, label);
+              return reject(ctx, r.status, r.message, r.code, undefined, { retryAfter: r.retryAfter });
             }
             continue;
           }

@@ -9,9 +9,8 @@
  *
  * @module
  */
-import { Rejection } from "../scaler/types.ts";
 import type { Lease } from "../scaler/types.ts";
-import { errorEvent } from "./errors.ts";
+import { clientRefusal, errorEvent } from "./errors.ts";
 import type { EngineResponse } from "./engine_client.ts";
 import { isEventStream, relayBody, type RelayEnd } from "./forward.ts";
 import { encodeText } from "./model.ts";
@@ -102,9 +101,7 @@ export function heartbeatResponse(options: HeartbeatOptions): Response {
         } catch (error) {
           heldMs = Date.now() - started;
           if (finished) return;
-          const rejection = error instanceof Rejection
-            ? error
-            : new Rejection(503, "model_unavailable", `The model could not be served: ${(error as Error)?.message}`);
+          const rejection = clientRefusal(error, options.model === "the model" ? null : options.model);
           stopBeats();
           write(errorEvent(rejection.status, rejection.message, rejection.code, options.anthropic));
           controller.close();
