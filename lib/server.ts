@@ -122,7 +122,6 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
     metrics,
     log,
     ready: () => scaler.ready(),
-    backendInfo: () => backend.describe(),
   });
 
   const server = serveGuarded({

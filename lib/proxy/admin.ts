@@ -32,7 +32,7 @@ const JSON_HEADERS = { "content-type": "application/json" };
  * ```
  */
 export function createAdminHandlers(
-  deps: Pick<OwnDeps, "config" | "gate" | "registry" | "log" | "backendInfo">,
+  deps: Pick<OwnDeps, "config" | "gate" | "registry" | "log">,
 ): { admin_status: OwnHandler; admin_load: OwnHandler; admin_unload: OwnHandler } {
   const { config, gate, registry, log } = deps;
   const adminCheck = createAdminCheck(config.adminToken);
@@ -54,8 +54,8 @@ export function createAdminHandlers(
 
   function status(): Record<string, unknown> {
     return {
+      // The backend's details are the scaler's `backend` (one key, not repeated).
       ...gate.status(),
-      backendInfo: deps.backendInfo?.() ?? null,
       config: {
         namespace: config.namespace,
         backend: config.backend,

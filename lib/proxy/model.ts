@@ -30,7 +30,8 @@ export interface MultipartModel {
 }
 
 const BOUNDARY = /boundary=(?:"([^"]+)"|([^;\s]+))/i;
-const MODEL_FIELD = /;\s*name="model"\s*(;|$)/im;
+/** `name="model"` or `name=model` (RFC 7578 §4.2: a quoted string or a token), in a Content-Disposition. */
+const MODEL_FIELD = /;\s*name\s*=\s*(?:"model"|model)\s*(;|$)/im;
 const CRLF2 = Buffer.from("\r\n\r\n");
 
 /**

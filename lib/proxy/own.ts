@@ -54,8 +54,6 @@ export interface OwnDeps {
   ready: () => boolean;
   /** The client API keys (GET /v1/models needs one when any is configured). */
   keys: KeyChecker;
-  /** Extra backend details for GET /admin/status. */
-  backendInfo?: () => Record<string, unknown>;
 }
 
 /**

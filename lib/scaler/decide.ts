@@ -321,6 +321,8 @@ function onObserved(ctx: Ctx, engine: { phase: string; model: string | null; rea
   const { s, now } = ctx;
   s.observed = true;
   if (engine.phase === "absent") {
+    // Already idle (no transition then): the status must not keep saying "not observed yet".
+    if (s.lifecycle === "idle") s.reason = "observed absent";
     transition(ctx, "idle", "observed absent", null);
     return;
   }

@@ -97,7 +97,7 @@ Deno.test("restart: a proxy killed with SIGKILL leaves its engine; the next prox
     const loaded = await within(fetch(`${url}/admin/models/a/load?wait=true`, { method: "POST" }), 15_000, "load");
     assert.equal(loaded.status, 200, await loaded.text());
     const before = await (await fetch(`${url}/admin/status`)).json();
-    const pid = before.backendInfo.pid as number;
+    const pid = before.backend.pid as number;
     assert.equal(typeof pid, "number");
     const recorded = readEngineRecord(stateFile);
     assert.equal(recorded.kind, "record", "the running engine is recorded");
@@ -114,8 +114,8 @@ Deno.test("restart: a proxy killed with SIGKILL leaves its engine; the next prox
     const status = await (await fetch(`${server.url}/admin/status`)).json();
     assert.equal(status.state, "ready");
     assert.equal(status.activeModel, "a");
-    assert.equal(status.backendInfo.pid, pid, "the very same engine");
-    assert.equal(status.backendInfo.adopted, true);
+    assert.equal(status.backend.pid, pid, "the very same engine");
+    assert.equal(status.backend.adopted, true);
 
     const res = await postChat(server.url, "a");
     assert.equal(res.status, 200);

@@ -123,7 +123,9 @@ Deno.test("process e2e: admin API — token required, status fields, load (202 /
     assert.deepEqual(status.held, {});
     assert.deepEqual(status.inflight, {});
     assert.equal(status.lastError, null);
-    assert.equal(status.backendInfo.pid, null);
+    assert.equal(status.stateReason, "observed absent", "says what it observed, not 'not observed yet'");
+    assert.equal("backendInfo" in status, false, "the backend's details appear once, under `backend`");
+    assert.equal(status.backend.pid, null);
 
     // Unknown model → 404.
     const unknown = await admin(proxy.url, "/admin/models/nope/load", { method: "POST" });
@@ -139,8 +141,8 @@ Deno.test("process e2e: admin API — token required, status fields, load (202 /
     status = await (await admin(proxy.url, "/admin/status")).json();
     assert.equal(status.state, "ready");
     assert.equal(status.activeModel, "a");
-    assert.equal(typeof status.backendInfo.pid, "number");
-    assert.deepEqual((await proxy.engines()).map((e) => e.pid), [status.backendInfo.pid]);
+    assert.equal(typeof status.backend.pid, "number");
+    assert.deepEqual((await proxy.engines()).map((e) => e.pid), [status.backend.pid]);
     assert.ok(status.lastColdStartMs > 0, "cold start timing");
     assert.ok(status.lastActivity === null || typeof status.lastActivity === "string");
 
@@ -172,7 +174,7 @@ Deno.test("process e2e: admin API — token required, status fields, load (202 /
     assert.deepEqual(await proxy.engines(), []);
     status = await (await admin(proxy.url, "/admin/status")).json();
     assert.equal(status.state, "idle");
-    assert.equal(status.backendInfo.pid, null);
+    assert.equal(status.backend.pid, null);
     assert.deepEqual(proxy.overlaps, []);
   } finally {
     await proxy.close();

@@ -67,7 +67,7 @@ Deno.test("process e2e: an engine that exits at start → 503 naming the model; 
     assert.equal(status.state, "idle");
     assert.match(status.lastError.reason, /exited with code 3/);
     assert.match(status.lastError.reason, /CUDA out of memory/);
-    assert.equal(status.backendInfo.lastExit.code, 3);
+    assert.equal(status.backend.lastExit.code, 3);
     await assertNoEngines(marker, 1000);
   } finally {
     await proxy.close();

@@ -237,6 +237,25 @@ Deno.test("multipart audio: model read from the form field, rewritten in place, 
   }
 });
 
+Deno.test("multipart audio over HTTP: an unquoted `name=model` field routes the request too", async () => {
+  const p = await startProxy(SWITCH);
+  try {
+    p.gate.warm.add("llama");
+    const body = "--B\r\nContent-Disposition: form-data; name=model\r\n\r\nllama\r\n" +
+      '--B\r\nContent-Disposition: form-data; name=file; filename="a.wav"\r\n\r\nRIFF\r\n--B--\r\n';
+    const res = await fetch(`${p.serve()}/v1/audio/transcriptions`, {
+      method: "POST",
+      headers: { "content-type": "multipart/form-data; boundary=B" },
+      body,
+    });
+    assert.equal(res.status, 200, await res.text());
+    assert.deepEqual(p.gate.tryCalls, ["llama"], "routed to the model the unquoted field names");
+    assert.equal(new TextDecoder().decode(p.upstream.requests[0].body), body, "the body is forwarded as sent");
+  } finally {
+    await p.close();
+  }
+});
+
 Deno.test("scale-only mode: body untouched and not routed (key '*'), any content type", async () => {
   const p = await startProxy({ models: MODELS });
   try {

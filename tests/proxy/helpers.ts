@@ -178,7 +178,6 @@ export async function startProxy(
     metrics,
     log,
     ready: options.ready ?? (() => true),
-    backendInfo: () => ({ replicas: 0 }),
     bodyStallMs: options.bodyStallMs,
   });
   const servers: { shutdown: () => Promise<void> }[] = [];

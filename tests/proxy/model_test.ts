@@ -28,6 +28,21 @@ Deno.test("findMultipartModel: finds the field, not a file named model", () => {
   );
 });
 
+Deno.test("findMultipartModel: an unquoted name=model is read too; name=models and filename=model are not", () => {
+  const body = (disposition: string) =>
+    enc.encode(`--XyZ\r\nContent-Disposition: ${disposition}\r\n\r\nwhisper\r\n--XyZ--\r\n`);
+  const modelOf = (disposition: string) => {
+    const found = findMultipartModel(body(disposition), CT);
+    assert.ok(typeof found !== "string", found as string);
+    return found.model;
+  };
+  assert.equal(modelOf("form-data; name=model"), "whisper");
+  assert.equal(modelOf("form-data; name = model ; x=y"), "whisper");
+  assert.equal(modelOf('form-data; NAME="model"'), "whisper");
+  assert.equal(modelOf("form-data; name=models"), undefined);
+  assert.equal(modelOf("form-data; name=file; filename=model"), undefined);
+});
+
 Deno.test("setMultipartModel: replaces or inserts the field", async () => {
   const found = findMultipartModel(form("k"), CT);
   assert.ok(typeof found !== "string");

@@ -123,7 +123,7 @@ Deno.test("workload faults: an old pod stuck terminating → the switch waits (h
       const status = await waitUntil(
         async () => {
           const s = await adminStatus(proxy.url);
-          return /terminating/i.test(JSON.stringify(s.backendInfo ?? s.backend)) ? s : null;
+          return /terminating/i.test(JSON.stringify(s.backend)) ? s : null;
         },
         3000,
         "/admin/status to name the terminating pod",
