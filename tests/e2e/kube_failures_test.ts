@@ -204,13 +204,22 @@ Deno.test("kube e2e failure: the vLLM pod deleted while Ready (eviction) → the
     await waitUntil(() => env.engines[0].stoppedAt !== undefined, 3000, "the evicted pod's vLLM stopped");
     const statuses: number[] = [];
     for (let i = 0; i < 5; i++) {
-      const r = await chat(env.url, "model-a");
+      const r = await chat(env.url, "model-a", { user: `evicted-${i}` });
       statuses.push(r.status);
       if (r.status === 200) break;
     }
-    // A request racing the watch event meets a closed engine (connection refused): never sent, so held again.
+    // A request racing the watch event meets a closed engine (connection refused): never sent, so held again. One
+    // written on a kept-alive connection that the dying engine then closes may have arrived: 502, never run twice.
     console.log(`kube e2e eviction: statuses until served again: ${statuses.join(",")}`);
-    assert.deepEqual(statuses, [200], "no request dropped by the eviction");
+    assert.ok(["200", "502,200"].includes(statuses.join(",")), `statuses ${statuses}`);
+    const arrivals = (i: number) =>
+      env.engines.flatMap((e) => e.received).filter((r) => new TextDecoder().decode(r.body).includes(`evicted-${i}`))
+        .length;
+    statuses.forEach((status, i) => {
+      const n = arrivals(i);
+      if (status === 200) assert.equal(n, 1, `request ${i} served once`);
+      else assert.ok(n <= 1, `request ${i} (502) arrived ${n} times`);
+    });
     // The Deployment's replacement pod may start before the proxy's stop/start cycle removes it (see the report).
     assert.ok(env.engines.length >= 2, "a new engine");
     assert.equal(env.engines.at(-1)?.model, "model-a");

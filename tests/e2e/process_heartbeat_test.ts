@@ -75,7 +75,10 @@ Deno.test("process e2e: heartbeats — a start that fails ends the held stream w
     const event = text.split("\n").find((line) => line.startsWith("data: "));
     assert.ok(event, `an error event ends the stream: ${text}`);
     const error = JSON.parse(event.slice(6)).error;
-    assert.match(error.message, /model weights not found/);
+    assert.match(error.message, /The model 'a' failed to start; the reason is in GET \/admin\/status/);
+    assert.doesNotMatch(error.message, /weights/, "the engine's output stays out of the stream");
+    const status = await (await fetch(`${proxy.url}/admin/status`)).json();
+    assert.match(status.lastError.reason, /model weights not found/);
 
     const stream = await proxy.openai().chat.completions.create({
       model: "a",
@@ -84,7 +87,7 @@ Deno.test("process e2e: heartbeats — a start that fails ends the held stream w
     });
     await assert.rejects(
       within(collectStream(stream), 10_000, "the SDK stream"),
-      (e: unknown) => e instanceof OpenAI.APIError && /model weights not found/.test(e.message),
+      (e: unknown) => e instanceof OpenAI.APIError && /'a' failed to start/.test(e.message),
     );
     assert.equal(proxy.engineStarts(), 2);
   } finally {
