@@ -15,8 +15,7 @@ import { createProcessBackend } from "./backend/process.ts";
 import type { KubeClient } from "./kube/mod.ts";
 import { delay } from "./delay.ts";
 import { type Clock, createScaler, type Scaler } from "./scaler/mod.ts";
-import { createHandler } from "./proxy/mod.ts";
-import { type ConnectionLimits, serveGuarded } from "./proxy/listener.ts";
+import { type ConnectionLimits, createHandler, serveGuarded } from "./proxy/mod.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
