@@ -218,6 +218,22 @@ export function createMetrics() {
       ["model", "action"],
     ),
     gpuAwakeShare: new Gauge(`${p}gpu_awake_share`, "Sum of the shares of the awake engines on each GPU.", ["gpu"]),
+    openConnections: new Gauge(`${p}open_connections`, "Client connections open now.", []),
+    slowClientsTotal: new Counter(
+      `${p}slow_clients_total`,
+      "Connections dropped for sending a request head (phase=headers) or body (phase=body) too slowly.",
+      ["phase"],
+    ),
+    connectionsShedTotal: new Counter(
+      `${p}connections_shed_total`,
+      "New connections answered 503 and closed because too many were open.",
+      ["reason"],
+    ),
+    acceptErrorsTotal: new Counter(
+      `${p}accept_errors_total`,
+      "Failed accepts of new connections (e.g. out of file descriptors); retried.",
+      [],
+    ),
   };
   for (const s of STATES) metrics.state.set({ state: s }, s === "idle" ? 1 : 0);
   metrics.replicas.set({}, 0);

@@ -1,6 +1,6 @@
 /**
  * Assembles a running proxy from a validated config: registry, backend
- * (Kubernetes or process), scaler, HTTP handler and `Deno.serve`. Used by the
+ * (Kubernetes or process), scaler, HTTP handler and the guarded listener. Used by the
  * `serve` command, the demo, and end-to-end tests and benchmarks (in-process).
  *
  * @module
@@ -15,7 +15,7 @@ import { createProcessBackend } from "./backend/process.ts";
 import type { KubeClient } from "./kube/mod.ts";
 import { delay } from "./delay.ts";
 import { type Clock, createScaler, type Scaler } from "./scaler/mod.ts";
-import { createHandler } from "./proxy/mod.ts";
+import { type ConnectionLimits, createHandler, serveGuarded } from "./proxy/mod.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -29,6 +29,8 @@ export interface ServerOptions {
   backend?: Backend;
   /** How long shutdown lets in-flight requests finish (default: config.drainTimeout). */
   shutdownGraceMs?: number;
+  /** Connection limits instead of the defaults (tests use small timeouts). */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 /** A running proxy. */
@@ -119,14 +121,15 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
     metrics,
     log,
     ready: () => scaler.ready(),
-    backendInfo: () => backend.describe(),
   });
 
-  const { promise: listening, resolve: onListen } = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({
-    port: config.port,
+  const server = serveGuarded({
     hostname: config.host,
-    onListen: (addr) => onListen(addr as Deno.NetAddr),
+    port: config.port,
+    handler,
+    log,
+    metrics,
+    limits: options.connectionLimits,
     onError: (error) => {
       log.error("unhandled error in the request handler", { error });
       return new Response(
@@ -134,8 +137,8 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
         { status: 500, headers: { "content-type": "application/json" } },
       );
     },
-  }, handler);
-  const addr = await listening;
+  });
+  const addr = server.addr;
   const host = addr.hostname === "0.0.0.0" || addr.hostname === "::" ? "127.0.0.1" : addr.hostname;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${addr.port}`;
   log.info("listening", {
@@ -163,8 +166,10 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
         log.warn("shutdown grace period over; closing remaining connections", {
           graceMs: grace,
         });
+        server.close();
       }
       closer.abort();
+      handler.close();
       await backend.close();
       kube?.close();
       log.info("stopped");

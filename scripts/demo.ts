@@ -7,7 +7,7 @@
  * @module
  */
 import { parseFlags, SERVE_FLAGS } from "../lib/config/flags.ts";
-import { loadConfig } from "../lib/config/load.ts";
+import { loadConfig, readConfigFile } from "../lib/config/load.ts";
 import { formatDuration } from "../lib/config/units.ts";
 import { startServer } from "../lib/server.ts";
 
@@ -16,7 +16,12 @@ const DEMO_CONFIG = new URL("../examples/demo.config.json", import.meta.url).pat
 if (import.meta.main) {
   Deno.chdir(new URL("..", import.meta.url).pathname);
   const { values } = parseFlags(SERVE_FLAGS, Deno.args);
-  const config = await loadConfig({ file: DEMO_CONFIG, flags: values, env: Deno.env.toObject() });
+  const input = await readConfigFile(DEMO_CONFIG);
+  // The fake engines run on the Deno that runs the demo (`npx deno@… task demo` leaves none on PATH).
+  for (const model of Object.values(input.models as Record<string, { command?: string[] }>)) {
+    if (model.command?.[0] === "deno") model.command[0] = Deno.execPath();
+  }
+  const config = await loadConfig({ file: DEMO_CONFIG, input, flags: values, env: Deno.env.toObject() });
   const server = await startServer(config);
   const u = server.url;
   const chat = (model: string, extra = "") =>

@@ -7,7 +7,8 @@
 import { ConfigError } from "../config/define.ts";
 import { parseFlags, SERVE_FLAGS } from "../config/flags.ts";
 import { ConfigLoadError, loadConfig } from "../config/load.ts";
-import { startServer } from "../server.ts";
+import { createLogger } from "../log.ts";
+import { secretsOf, startServer } from "../server.ts";
 
 /**
  * Runs `serve` until SIGTERM/SIGINT; returns the exit code (0 after a clean
@@ -32,11 +33,19 @@ export async function runServe(args: string[]): Promise<number> {
     }
     throw error;
   }
+  // Last line of defence: a promise rejection nobody handled must not end the proxy (and orphan its engine).
+  const log = createLogger({ format: config.logFormat, secrets: secretsOf(config) });
+  const onUnhandled = (event: PromiseRejectionEvent) => {
+    event.preventDefault();
+    log.error("unhandled promise rejection (the proxy keeps running)", { error: event.reason });
+  };
+  globalThis.addEventListener("unhandledrejection", onUnhandled);
   let server;
   try {
-    server = await startServer(config);
+    server = await startServer(config, { log });
   } catch (error) {
     console.error(`serve: cannot start: ${(error as Error).message}`);
+    globalThis.removeEventListener("unhandledrejection", onUnhandled);
     return 1;
   }
   const { promise: stopped, resolve } = Promise.withResolvers<void>();
@@ -48,5 +57,6 @@ export async function runServe(args: string[]): Promise<number> {
   // Resolves after the bounded drain; main exits, closing any connection still open.
   await stopped;
   for (const signal of signals) Deno.removeSignalListener(signal, stop);
+  globalThis.removeEventListener("unhandledrejection", onUnhandled);
   return 0;
 }

@@ -35,6 +35,8 @@ export class ConfigLoadError extends Error {
 export interface LoadConfigOptions {
   /** Config file; else `flags.config`; else `env.VLLM_CHILL_CONFIG`; else defaults only. */
   file?: string;
+  /** The file's content when the caller read (and adjusted) it already; `file` then only names it in errors. */
+  input?: Record<string, unknown>;
   /** Parsed command-line values keyed by flag name (see `parseFlags`). */
   flags?: FlagValues;
   /** Environment (e.g. `Deno.env.toObject()`); only `VLLM_CHILL_*` names of the table are read. */
@@ -61,7 +63,7 @@ export async function loadConfig(options: LoadConfigOptions = {}): Promise<Reado
   const table = options.table ?? SERVE_FLAGS;
   const fromFlag = typeof flags.config === "string" ? flags.config : undefined;
   const file = options.file ?? fromFlag ?? nonEmpty(env[envName("config")]);
-  const input = file === undefined ? {} : await readConfigFile(file);
+  const input = options.input ?? (file === undefined ? {} : await readConfigFile(file));
   const origins = new Map<string, string>();
   for (const flag of table) {
     if (!flag.path) continue;

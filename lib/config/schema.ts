@@ -32,14 +32,18 @@ export const Duration = z
   .transform((text) => parseDuration(text)!)
   .describe('Duration such as "500ms", "30s", "5m", "1h".');
 
-/** A byte size such as "32Mi" or "1Gi", parsed into bytes. */
+/** A byte size such as "32Mi" or "1Gi" (parsed into bytes), or a plain number of bytes. */
 export const ByteSize = z
-  .string()
-  .regex(new RegExp(SIZE_PATTERN), {
-    message: 'expected a size such as "512Ki", "32Mi" or "1Gi"',
-  })
-  .transform((text) => parseSize(text)!)
-  .describe('Size in bytes such as "512Ki", "32Mi", "1Gi".');
+  .union([
+    z.int().min(0),
+    z
+      .string()
+      .regex(new RegExp(SIZE_PATTERN), {
+        message: 'expected a size such as "512Ki", "32Mi" or "1Gi", or a number of bytes',
+      })
+      .transform((text) => parseSize(text)!),
+  ])
+  .describe('Size in bytes such as "512Ki", "32Mi", "1Gi", or a number of bytes.');
 
 /** A Kubernetes-style resource quantity ("500m", "4", "16Gi"). */
 const Quantity = z
@@ -417,6 +421,10 @@ export const ChillConfigSchema = z
       "per-model layout: most GPUs vllm-chill holds at once (a pod holds its GPUs while it exists, asleep or not).",
     ),
     maxBodyBytes: ByteSize.prefault("32Mi").describe("Larger request bodies get 413."),
+    maxUploadingBytes: ByteSize.optional().describe(
+      "Request-body bytes being received at once, all clients together; new uploads beyond it get 503 + " +
+        "Retry-After. Default: 4 × maxBodyBytes.",
+    ),
     apiKeys: z.array(ApiKeySchema).default([]).describe("Bearer keys for forwarded routes; none = open."),
     adminToken: z.string().min(8).optional().describe("Bearer token for /admin/* (open when unset)."),
     switchStrategy: z

@@ -310,8 +310,10 @@ export interface ChillConfigInput {
   layout?: "shared" | "per-model";
   /** per-model layout: most GPUs held at once. */
   maxGpus?: number;
-  /** Larger bodies get 413 ("32Mi"). */
-  maxBodyBytes?: string;
+  /** Larger bodies get 413 ("32Mi", or a number of bytes). */
+  maxBodyBytes?: string | number;
+  /** Body bytes being received at once; beyond it new uploads get 503 (default 4 × maxBodyBytes). */
+  maxUploadingBytes?: string | number;
   /** Bearer keys for forwarded routes. */
   apiKeys?: ApiKey[];
   /** Bearer token for /admin/*. */
@@ -380,6 +382,8 @@ export interface ChillConfig {
   maxGpus: number;
   /** Bytes. */
   maxBodyBytes: number;
+  /** Bytes; unset = 4 × maxBodyBytes. */
+  maxUploadingBytes?: number;
   /** Bearer keys for forwarded routes. */
   apiKeys: ApiKey[];
   /** Bearer token for /admin/*. */

@@ -150,3 +150,20 @@ export function createAdminCheck(
     return timingSafeEqual(await digest(token), await (expected ??= digest(adminToken))) ? "ok" : "wrong";
   };
 }
+
+/**
+ * Whether a key may use a model known by any of `names` (its key or served
+ * name); no key, or a key without a model list, may use every model.
+ *
+ * @example
+ * ```ts
+ * import { mayUse } from "./auth.ts";
+ * mayUse({ name: "team-a", models: new Set(["qwen"]) }, ["qwen", "Qwen/Qwen3-8B"]); // true
+ * mayUse({ name: "team-a", models: new Set(["qwen"]) }, ["llama"]); // false
+ * mayUse(null, ["llama"]); // true
+ * ```
+ */
+export function mayUse(identity: ApiKeyIdentity | null, names: (string | undefined)[]): boolean {
+  if (!identity?.models) return true;
+  return names.some((n) => n !== undefined && identity.models!.has(n));
+}

@@ -83,3 +83,74 @@ export function errorEvent(status: number, message: string, code: string, anthro
   }
   return `data: ${JSON.stringify(errorBody(status, message, code))}\n\n`;
 }
+
+/**
+ * Shortens client-supplied text echoed in error messages (200 characters).
+ *
+ * @example
+ * ```ts
+ * import { clip } from "./errors.ts";
+ * clip("x".repeat(300)).length; // 201
+ * ```
+ */
+export function clip(text: string): string {
+  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+}
+
+/**
+ * A refusal as the client sees it.
+ *
+ * @example
+ * ```ts
+ * import type { ClientRefusal } from "./errors.ts";
+ * const refusal: ClientRefusal = { status: 504, code: "hold_timeout", message: "…", retryAfter: undefined };
+ * ```
+ */
+export interface ClientRefusal {
+  status: number;
+  code: string;
+  message: string;
+  retryAfter?: number;
+}
+
+/** Refusal codes whose scaler message carries a backend's reason (an engine's output, a command line). */
+const REASON_CODES = new Set(["model_unavailable", "unload_failed"]);
+const WHERE = "the reason is in GET /admin/status (lastError) and in the proxy's log";
+
+/**
+ * What the client is told of a scaler refusal (or of an unexpected error
+ * while holding): status, code and Retry-After as they are, but never a
+ * backend's reason — an engine's last output lines, a missing command, a
+ * pod's termination message stay in the log and `/admin/status`. The
+ * message names the model and says where the reason is.
+ *
+ * @example
+ * ```ts
+ * import { clientRefusal } from "./errors.ts";
+ * const error = Object.assign(new Error('model "a" failed to start: command not found: /opt/vllm'), {
+ *   status: 503, code: "model_unavailable", retryAfter: 30,
+ * });
+ * clientRefusal(error, "a").message;
+ * // "The model 'a' failed to start; the reason is in GET /admin/status (lastError) and in the proxy's log"
+ * ```
+ */
+export function clientRefusal(error: unknown, model: string | null): ClientRefusal {
+  const r = error as Partial<ClientRefusal> & { message?: string };
+  const known = typeof r?.status === "number" && typeof r?.code === "string";
+  const name = model === null || model === "*" ? "The model" : `The model '${clip(model)}'`;
+  if (!known) {
+    return { status: 503, code: "model_unavailable", message: `${name} could not be served; ${WHERE}`, retryAfter: 5 };
+  }
+  if (!REASON_CODES.has(r.code!)) {
+    return { status: r.status!, code: r.code!, message: r.message ?? "", retryAfter: r.retryAfter };
+  }
+  const text = r.message ?? "";
+  const what = r.code === "unload_failed"
+    ? "The unload failed"
+    : /did not stop/.test(text)
+    ? `${name} cannot start: the running engine did not stop`
+    : /failed to start/.test(text)
+    ? `${name} failed to start`
+    : `${name} is unavailable`;
+  return { status: r.status!, code: r.code!, message: `${what}; ${WHERE}`, retryAfter: r.retryAfter };
+}

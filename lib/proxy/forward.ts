@@ -8,10 +8,11 @@
  * @module
  */
 import type { Lease } from "../scaler/types.ts";
+import type { EngineResponse } from "./engine_client.ts";
 import { errorEvent } from "./errors.ts";
 import { encodeText } from "./model.ts";
 
-/** Request headers never forwarded (hop-by-hop, or recomputed by fetch). */
+/** Request headers never forwarded (hop-by-hop, or set by the engine client). */
 const HOP_BY_HOP = new Set([
   "connection",
   "keep-alive",
@@ -79,8 +80,7 @@ export function upstreamHeaders(incoming: Headers, options: UpstreamHeaderOption
 
 /**
  * The same headers as {@link upstreamHeaders}, as a list of `[name, value]`
- * pairs: what the proxy gives `fetch`, which copies a list several times
- * cheaper than a `Headers` object.
+ * pairs: what the proxy gives the engine client.
  *
  * @example
  * ```ts
@@ -116,7 +116,7 @@ export function upstreamHeaderList(incoming: Headers, options: UpstreamHeaderOpt
 }
 
 /** The engine's response headers for the client: hop-by-hop ones dropped, `x-request-id` set. */
-function responseHeaderList(upstream: Headers, requestId: string): [string, string][] {
+function responseHeaderList(upstream: [string, string][], requestId: string): [string, string][] {
   const out: [string, string][] = [];
   for (const [name, value] of upstream) {
     if (!RESPONSE_HOP_BY_HOP.has(name) && name !== "x-request-id") out.push([name, value]);
@@ -161,38 +161,42 @@ export interface RelayOptions {
 }
 
 /**
- * Wraps the engine's response for the client: same status and headers (minus
- * hop-by-hop), body relayed chunk by chunk. If the engine's connection breaks
- * mid-body, an SSE stream ends with a final `data: {"error":…}` event (which
- * OpenAI SDKs raise as an APIError) and any other body ends with an error
- * (the client sees a truncated response). A client that leaves cancels the
- * engine's body, which aborts the upstream request.
+ * Wraps the engine's answer for the client: same status and headers (minus
+ * hop-by-hop). A small body the engine client already read whole is answered
+ * at once (the lease released first); any other body is relayed chunk by
+ * chunk. If the engine's connection breaks mid-body, an SSE stream ends with
+ * a final `data: {"error":…}` event (which OpenAI SDKs raise as an APIError)
+ * and any other body ends with an error (the client sees a truncated
+ * response). A client that leaves cancels the engine's body, which closes the
+ * engine connection.
  *
  * @example
  * ```ts
  * import { relayResponse } from "./forward.ts";
  * const lease = { model: "m", upstream: "http://x", heldMs: 0, release() {} };
- * const res = relayResponse(new Response("hi"), { lease, requestId: "r1", onEnd: () => {} });
+ * const answer = { status: 200, statusText: "OK", headers: [], bytes: new TextEncoder().encode("hi"), body: null };
+ * const res = relayResponse(answer, { lease, requestId: "r1", onEnd: () => {} });
  * await res.text(); // "hi"
  * ```
  */
-export function relayResponse(upstream: Response, options: RelayOptions): Response {
+export function relayResponse(upstream: EngineResponse, options: RelayOptions): Response {
   const headers = responseHeaderList(upstream.headers, options.requestId);
   const init = { status: upstream.status, statusText: upstream.statusText, headers };
   if (!upstream.body) {
     options.lease.release();
-    options.onEnd("complete", 0);
-    return new Response(null, init);
+    const bytes = upstream.bytes;
+    options.onEnd("complete", bytes?.byteLength ?? 0);
+    return new Response(bytes?.byteLength ? bytes : null, init);
   }
-  const sse = (upstream.headers.get("content-type") ?? "").startsWith("text/event-stream");
+  const sse = isEventStream(upstream.headers);
   return new Response(relayBody(upstream.body, sse, options), init);
 }
 
 /**
- * Largest body {@link relayResponse} may read whole when the engine declared
- * its length (a small JSON answer): one read and one write instead of a
- * JavaScript stream between two sockets. SSE and bodies of unknown length are
- * always streamed.
+ * Largest body the engine client reads whole before answering when the
+ * engine declared its length (a small JSON answer): one read and one write
+ * instead of a JavaScript stream between two sockets. SSE and bodies of
+ * unknown length are always streamed.
  *
  * @example
  * ```ts
@@ -203,53 +207,19 @@ export function relayResponse(upstream: Response, options: RelayOptions): Respon
 export const BUFFER_LIMIT = 64 * 1024;
 
 /**
- * Whether {@link relayResponse} would read this answer whole: not SSE, a
- * declared `content-length` of at most {@link BUFFER_LIMIT} bytes. What the
- * client receives is the same either way.
+ * Whether an answer's headers say `text/event-stream`.
  *
  * @example
  * ```ts
- * import { isSmallBody } from "./forward.ts";
- * isSmallBody(new Response("{}", { headers: { "content-type": "application/json", "content-length": "2" } })); // true
+ * import { isEventStream } from "./forward.ts";
+ * isEventStream([["content-type", "text/event-stream; charset=utf-8"]]); // true
  * ```
  */
-export function isSmallBody(upstream: Response): boolean {
-  const length = upstream.headers.get("content-length");
-  if (length === null || !upstream.body) return false;
-  const n = Number(length);
-  return n >= 0 && n <= BUFFER_LIMIT && !(upstream.headers.get("content-type") ?? "").startsWith("text/event-stream");
-}
-
-/**
- * Like {@link relayResponse} for a small answer ({@link isSmallBody}): reads
- * the engine's body whole, releases the lease, then answers with the bytes. A
- * body that breaks while being read gives the client the same status and a
- * body that errors, as the streamed relay would.
- *
- * @example
- * ```ts
- * import { relaySmallResponse } from "./forward.ts";
- * const lease = { model: "m", upstream: "http://x", heldMs: 0, release() {} };
- * const upstream = new Response("hi", { headers: { "content-length": "2" } });
- * const res = await relaySmallResponse(upstream, { lease, requestId: "r1", onEnd: () => {} });
- * await res.text(); // "hi"
- * ```
- */
-export async function relaySmallResponse(upstream: Response, options: RelayOptions): Promise<Response> {
-  const headers = responseHeaderList(upstream.headers, options.requestId);
-  const init = { status: upstream.status, statusText: upstream.statusText, headers };
-  let bytes: ArrayBuffer;
-  try {
-    bytes = await upstream.arrayBuffer();
-  } catch (error) {
-    options.lease.release();
-    options.onEnd("upstream_error", 0);
-    init.headers = headers.filter(([name]) => name !== "content-length");
-    return new Response(new ReadableStream({ start: (controller) => controller.error(error) }), init);
+export function isEventStream(headers: [string, string][]): boolean {
+  for (const [name, value] of headers) {
+    if (name === "content-type") return value.toLowerCase().startsWith("text/event-stream");
   }
-  options.lease.release();
-  options.onEnd("complete", bytes.byteLength);
-  return new Response(bytes, init);
+  return false;
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
- * The proxy's request handler for Deno.serve: the own endpoints (health,
- * readiness, metrics, model list, admin API — none of them wakes the GPU)
- * and the forwarded vLLM routes (auth, bounded body read, model lookup,
- * hold until the engine is ready, streaming pass-through).
+ * The proxy's request handler for Deno.serve: routing (`routes.ts`) to the
+ * own endpoints (`own.ts`: health, readiness, metrics, model list, admin API
+ * — none of them wakes the GPU) and forwarding of the vLLM routes (auth,
+ * bounded body read, model lookup, hold until the engine is ready, streaming
+ * pass-through).
  *
  * Statuses (OpenAI error body `{"error":{"message","type","param","code"}}`):
  * 400 malformed JSON / multipart, `model` missing or not a string · 401
@@ -19,26 +20,22 @@
  *
  * @module
  */
-import type { ChillConfig, NamedModel } from "../config/schema.ts";
-import type { Logger } from "../log.ts";
-import type { Metrics } from "../metrics.ts";
-import type { ModelRegistry } from "../models/registry.ts";
-import { type Gate, type Lease, Rejection } from "../scaler/types.ts";
+import type { NamedModel } from "../config/schema.ts";
+import { type Lease, Rejection } from "../scaler/types.ts";
 import { delay } from "../delay.ts";
-import { type ApiKeyIdentity, bearerToken, createAdminCheck, createKeyChecker } from "./auth.ts";
-import { errorResponse } from "./errors.ts";
-import { isSmallBody, relayResponse, relaySmallResponse, upstreamHeaderList } from "./forward.ts";
+import { type ApiKeyIdentity, bearerToken, createKeyChecker, mayUse } from "./auth.ts";
+import { clientRefusal, clip, errorResponse } from "./errors.ts";
+import { createEngineClient, EngineError, type EngineResponse } from "./engine_client.ts";
+import { BUFFER_LIMIT, relayResponse, upstreamHeaderList } from "./forward.ts";
 import { heartbeatResponse } from "./heartbeat.ts";
-import {
-  encodeText,
-  findMultipartModel,
-  type JsonFields,
-  parseJsonFields,
-  readBodyBounded,
-  setJsonModel,
-  setMultipartModel,
-} from "./model.ts";
+import { type JsonScan, NOT_A_STRING, scanJsonObject, setJsonModel } from "./json_scan.ts";
+import { findMultipartModel, setMultipartModel } from "./model.ts";
+import { type BodyRefusal, createUploadGuard } from "./uploads.ts";
+import { createOwnHandlers, type OwnDeps, SCALE_ONLY_KEY } from "./own.ts";
+import type { ConnectionInfo } from "./listener.ts";
 import { matchRoute, type OwnRoute } from "./routes.ts";
+
+export { SCALE_ONLY_KEY };
 
 /**
  * What the handler needs.
@@ -49,50 +46,30 @@ import { matchRoute, type OwnRoute } from "./routes.ts";
  * const ready: HandlerDeps["ready"] = () => true;
  * ```
  */
-export interface HandlerDeps {
-  /** The validated config. */
-  config: Readonly<ChillConfig>;
-  /** The scaler as the proxy sees it. */
-  gate: Gate;
-  /** Known models (config + VLLMModel objects). */
-  registry: ModelRegistry;
-  /** Metrics to update. */
-  metrics: Metrics;
-  /** Where request lines go. */
-  log: Logger;
-  /** Whether the proxy is ready to take traffic (GET /readyz). */
-  ready: () => boolean;
-  /** Extra backend details for GET /admin/status. */
-  backendInfo?: () => Record<string, unknown>;
+export interface HandlerDeps extends Omit<OwnDeps, "keys"> {
+  /** A request body with no new bytes for this long is dropped with 408 (default 30 s; tests inject less). */
+  bodyStallMs?: number;
 }
 
 /**
- * A Deno.serve handler.
+ * A Deno.serve handler that owns its engine connections (`close` ends them).
  *
  * @example
  * ```ts
  * import type { ProxyHandler } from "./handler.ts";
- * const handler: ProxyHandler = () => Promise.resolve(new Response("ok"));
+ * const handler: ProxyHandler = Object.assign(() => Promise.resolve(new Response("ok")), { close() {} });
  * // Deno.serve({ port: 8080 }, handler);
  * ```
  */
-export type ProxyHandler = (req: Request, info?: Deno.ServeHandlerInfo) => Promise<Response>;
-
-/**
- * The gate key of every request in scale-only mode (the body is not routed on).
- *
- * @example
- * ```ts
- * import { SCALE_ONLY_KEY } from "./handler.ts";
- * SCALE_ONLY_KEY; // "*"
- * ```
- */
-export const SCALE_ONLY_KEY = "*";
+export interface ProxyHandler {
+  /** Answers one request. */
+  (req: Request, info?: ConnectionInfo): Promise<Response>;
+  /** Closes the connections kept to engines (in-flight requests to them fail). */
+  close(): void;
+}
 
 const MESSAGES_PATH = "/v1/messages";
 const REQUEST_ID = /^[\w.:@-]{1,128}$/;
-const JSON_HEADERS = { "content-type": "application/json" };
-const CREATED = Math.floor(Date.now() / 1000);
 
 /** Per-request bookkeeping for the log line and metrics. */
 interface Ctx {
@@ -105,16 +82,15 @@ interface Ctx {
   bytesIn: number;
 }
 
+/** A body with no new bytes for this long is dropped (408). */
+const BODY_STALL_MS = 30_000;
+/** The default `maxUploadingBytes`: this many times `maxBodyBytes`. */
+const UPLOAD_BUDGET_FACTOR = 4;
+
 /** Attempts at connecting to the engine before a 502 (the first plus re-holds after a refused connection). */
 const CONNECT_ATTEMPTS = 3;
 /** Pause before re-holding a request whose connection was refused (× attempt). */
 const CONNECT_RETRY_MS = 200;
-
-/** True for a fetch error raised while connecting: the request never reached the engine. */
-function neverReachedEngine(error: unknown): boolean {
-  const text = `${(error as Error)?.message ?? ""} ${((error as Error)?.cause as Error | undefined)?.message ?? ""}`;
-  return /client error \(Connect\)|Connection refused/i.test(text);
-}
 
 /**
  * Creates the handler.
@@ -133,18 +109,21 @@ function neverReachedEngine(error: unknown): boolean {
  *   config, gate, registry: new ModelRegistry(), metrics: createMetrics(), log: silentLogger, ready: () => true,
  * });
  * (await handler(new Request("http://proxy/healthz"))).status; // 200
+ * handler.close();
  * ```
  */
 export function createHandler(deps: HandlerDeps): ProxyHandler {
   const { config, gate, registry, metrics, log } = deps;
   const keys = createKeyChecker(config.apiKeys);
-  const adminCheck = createAdminCheck(config.adminToken);
+  const own = createOwnHandlers({ ...deps, keys });
+  const engines = createEngineClient({ bufferLimit: BUFFER_LIMIT });
+  const uploads = createUploadGuard({
+    budgetBytes: config.maxUploadingBytes ?? UPLOAD_BUDGET_FACTOR * config.maxBodyBytes,
+    stallMs: deps.bodyStallMs ?? BODY_STALL_MS,
+  });
   const switching = config.enableModelSwitch;
   const maxBody = config.maxBodyBytes;
   const heartbeatMs = config.heartbeatInterval;
-  if (config.adminToken === undefined) {
-    log.warn("admin endpoints are open: set adminToken to protect /admin/*");
-  }
 
   function done(ctx: Ctx, status: number, bytesOut: number, heldMs: number, reason?: string): void {
     const durationMs = performance.now() - ctx.started;
@@ -180,16 +159,11 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     });
   }
 
-  function allowed(identity: ApiKeyIdentity | null, names: (string | undefined)[]): boolean {
-    if (!identity?.models) return true;
-    return names.some((n) => n !== undefined && identity.models!.has(n));
-  }
-
   async function forwardRoute(
     req: Request,
     url: URL,
     route: { method: string; hasBody: boolean; xApiKey: boolean },
-    info: Deno.ServeHandlerInfo | undefined,
+    info: ConnectionInfo | undefined,
   ): Promise<Response> {
     const given = req.headers.get("x-request-id");
     const ctx: Ctx = {
@@ -228,32 +202,29 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
 
     let body: Uint8Array | null = null;
     if (route.hasBody) {
-      body = await readBodyBounded(req, maxBody);
-      if (body === null) {
-        return reject(
-          ctx,
-          413,
-          `The request body is larger than maxBodyBytes (${maxBody} bytes)`,
-          "request_too_large",
-          "body_too_large",
-        );
+      const read = await uploads.read(req, maxBody);
+      if (!read.ok) {
+        // A stalled client's connection is not kept for its next request.
+        if (read.refusal === "stalled") info?.closeAfterAnswer?.();
+        return refuseBody(ctx, read.refusal);
       }
+      body = read.bytes;
       ctx.bytesIn = body.byteLength;
     }
 
     const contentType = req.headers.get("content-type") ?? "";
     const media = mediaType(contentType);
-    let json: JsonFields | null = null;
+    let json: JsonScan | null = null;
     let key = SCALE_ONLY_KEY;
     let label = SCALE_ONLY_KEY;
 
     if (switching && body) {
       let requested: unknown;
       if (media === "json") {
-        const parsed = parseJsonFields(body);
-        if (typeof parsed === "string") return reject(ctx, 400, parsed, "invalid_json", "bad_request");
-        json = parsed;
-        requested = parsed.model;
+        const scanned = scanJsonObject(body);
+        if (typeof scanned === "string") return reject(ctx, 400, scanned, "invalid_json", "bad_request");
+        json = scanned;
+        requested = scanned.model;
       } else if (media === "multipart") {
         const found = findMultipartModel(body, contentType);
         if (typeof found === "string") return reject(ctx, 400, found, "invalid_multipart", "bad_request");
@@ -261,7 +232,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         if (requested === "" || requested === undefined) requested = undefined;
         const model = resolveModel(ctx, requested);
         if (model instanceof Response) return model;
-        if (!allowed(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
+        if (!mayUse(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
         if (requested !== model.servedModelName) body = setMultipartModel(body, found, model.servedModelName);
         key = label = model.name;
         return hold(req, url, ctx, key, label, body, false, identity !== null, info);
@@ -274,13 +245,13 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           "bad_request",
         );
       }
-      if (requested !== undefined && requested !== null && typeof requested !== "string") {
+      if (requested === NOT_A_STRING) {
         return reject(ctx, 400, "'model' must be a string", "invalid_model", "bad_request", {});
       }
       const model = resolveModel(ctx, requested || undefined);
       if (model instanceof Response) return model;
-      if (!allowed(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
-      if (requested !== model.servedModelName) body = encodeText(setJsonModel(json.text, model.servedModelName));
+      if (!mayUse(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
+      if (requested !== model.servedModelName) body = setJsonModel(body, json, model.servedModelName);
       key = label = model.name;
     } else if (switching) {
       // Body-less routes (GET /v1/responses/{id}): whatever the engine serves now, else the default model.
@@ -294,7 +265,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           "unknown_model",
         );
       }
-      if (!allowed(identity, [active, registry.resolve(active)?.servedModelName])) return notAllowed(ctx, active);
+      if (!mayUse(identity, [active, registry.resolve(active)?.servedModelName])) return notAllowed(ctx, active);
       key = label = active;
     } else if (identity?.models && body) {
       // Scale-only mode never routes on the body, but a key limited to some models must be checked.
@@ -304,19 +275,50 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           return typeof found === "string" ? undefined : found.model;
         })()
         : (() => {
-          const parsed = parseJsonFields(body);
-          if (typeof parsed === "string") return undefined;
-          json = parsed;
-          return typeof parsed.model === "string" ? parsed.model : undefined;
+          const scanned = scanJsonObject(body);
+          if (typeof scanned === "string") return undefined;
+          json = scanned;
+          return typeof scanned.model === "string" ? scanned.model : undefined;
         })();
       const model = requested === undefined ? undefined : registry.resolve(requested);
-      if (!allowed(identity, [requested, model?.name, model?.servedModelName])) {
+      if (!mayUse(identity, [requested, model?.name, model?.servedModelName])) {
         return notAllowed(ctx, requested ?? "(none)");
       }
     }
 
-    const stream = json ? json.stream === true : null;
+    const stream = json ? (json as JsonScan).stream : null;
     return hold(req, url, ctx, key, label, body, stream, identity !== null, info);
+  }
+
+  function refuseBody(ctx: Ctx, refusal: BodyRefusal): Response {
+    switch (refusal) {
+      case "too_large":
+        return reject(
+          ctx,
+          413,
+          `The request body is larger than maxBodyBytes (${maxBody} bytes)`,
+          "request_too_large",
+          "body_too_large",
+        );
+      case "over_budget":
+        log.warn("request bodies over the upload budget: refusing new ones", { id: ctx.id, inUse: uploads.inUse() });
+        return reject(
+          ctx,
+          503,
+          "The proxy is receiving too many request bodies at once; retry shortly",
+          "upload_budget_exceeded",
+          "upload_budget",
+          { retryAfter: 1 },
+        );
+      case "stalled":
+        metrics.slowClientsTotal.inc({ phase: "body" });
+        return reject(ctx, 408, "The request body stopped arriving", "request_timeout", "slow_client", {
+          headers: { connection: "close" },
+        });
+      case "client_closed":
+        done(ctx, 499, 0, 0, "client_closed");
+        return new Response(null, { status: 499 });
+    }
   }
 
   function resolveModel(ctx: Ctx, requested: unknown): NamedModel | Response {
@@ -357,7 +359,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     body: Uint8Array | null,
     stream: boolean | null,
     stripAuth: boolean,
-    info: Deno.ServeHandlerInfo | undefined,
+    info: ConnectionInfo | undefined,
   ): Promise<Response> {
     ctx.model = label;
     const target = url.pathname + url.search;
@@ -368,13 +370,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       stripAuth,
     });
     const send = (lease: Lease, signal: AbortSignal) =>
-      fetch(lease.upstream + target, {
-        method: req.method,
-        headers,
-        body: body as BodyInit | null,
-        signal,
-        redirect: "manual",
-      });
+      engines.send({ upstream: lease.upstream, path: target, method: req.method, headers, body, signal });
 
     let lease = gate.tryAcquire(key);
     if (!lease) {
@@ -415,9 +411,8 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         }
         // The scaler already counted its own rejections in rejected_requests_total{reason=<code>}.
         const counted = error instanceof Rejection;
-        const r = counted
-          ? error
-          : new Rejection(503, "model_unavailable", `The model could not be served: ${(error as Error)?.message}`, 5);
+        if (!counted) log.error("holding a request failed", { id: ctx.id, error: (error as Error)?.message });
+        const r = clientRefusal(error, label);
         return reject(ctx, r.status, r.message, r.code, counted ? undefined : r.code, {
           retryAfter: r.retryAfter,
           heldMs,
@@ -425,7 +420,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       }
     }
     let granted = lease;
-    let upstream: Response;
+    let upstream: EngineResponse;
     // Deno aborts req.signal once a response is sent (legacy behaviour), so the upstream request gets its own
     // signal, tied to the client only until the engine's headers arrive; after that, a client that leaves
     // cancels the relayed body, which cancels the engine's body.
@@ -443,9 +438,11 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
             done(ctx, 499, 0, granted.heldMs, "client_closed");
             return new Response(null, { status: 499 });
           }
-          // The engine went away between the grant and the connection (a pod that died before the watch said
-          // so): the request never reached it, so it is safe to wait for the scaler to notice and hold it again.
-          if (attempt < CONNECT_ATTEMPTS && neverReachedEngine(error)) {
+          // The engine refused the connection (it went away between the grant and the connection: a pod that
+          // died before the watch said so): the request never left, so it may wait for the scaler to notice and
+          // be held again. Anything else may have reached an engine and is never sent twice.
+          const refused = error instanceof EngineError && error.kind === "refused" && !error.sent;
+          if (attempt < CONNECT_ATTEMPTS && refused) {
             log.warn("engine refused the connection; holding the request again", {
               id: ctx.id,
               upstream: granted.upstream,
@@ -459,21 +456,30 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
                 done(ctx, 499, 0, granted.heldMs, "client_closed");
                 return new Response(null, { status: 499 });
               }
-              const r = rejection instanceof Rejection ? rejection : null;
-              if (r) return reject(ctx, r.status, r.message, r.code, undefined, { retryAfter: r.retryAfter });
-              throw rejection;
+              if (!(rejection instanceof Rejection)) throw rejection;
+              const r = clientRefusal(rejection, label);
+              return reject(ctx, r.status, r.message, r.code, undefined, { retryAfter: r.retryAfter });
             }
             continue;
+          }
+          const message = (error as Error)?.message;
+          if (error instanceof EngineError && error.kind === "exhausted") {
+            log.warn("no file descriptor left to reach the engine", { id: ctx.id, upstream: granted.upstream });
+            return reject(ctx, 503, message, "proxy_overloaded", "overloaded", {
+              retryAfter: 1,
+              heldMs: granted.heldMs,
+            });
           }
           log.warn("upstream unreachable", {
             id: ctx.id,
             upstream: granted.upstream,
-            error: (error as Error)?.message,
+            error: message,
+            sent: error instanceof EngineError ? error.sent : undefined,
           });
           return reject(
             ctx,
             502,
-            `The model server could not be reached: ${(error as Error)?.message}`,
+            `The model server could not be reached: ${message}`,
             "upstream_error",
             "upstream_error",
             { heldMs: granted.heldMs },
@@ -485,7 +491,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     }
     const lastLease = granted;
     const status = upstream.status;
-    return (isSmallBody(upstream) ? relaySmallResponse : relayResponse)(upstream, {
+    return relayResponse(upstream, {
       lease: lastLease,
       requestId: ctx.id,
       anthropic: ctx.path === MESSAGES_PATH,
@@ -500,144 +506,16 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     });
   }
 
-  async function own(req: Request, url: URL, route: OwnRoute, method: string, param?: string): Promise<Response> {
+  function ownRoute(req: Request, path: string, route: OwnRoute, method: string, param?: string) {
     if (req.method !== method && !(method === "GET" && req.method === "HEAD")) {
-      return errorResponse(
-        405,
-        `${req.method} is not allowed on ${url.pathname}; use ${method}`,
-        "method_not_allowed",
-        {
-          headers: { allow: method },
-        },
-      );
+      return errorResponse(405, `${req.method} is not allowed on ${path}; use ${method}`, "method_not_allowed", {
+        headers: { allow: method },
+      });
     }
-    switch (route) {
-      case "healthz":
-        return Response.json({ status: "ok" });
-      case "readyz":
-        return deps.ready()
-          ? Response.json({ status: "ready" })
-          : Response.json({ status: "not ready" }, { status: 503 });
-      case "metrics":
-        return new Response(metrics.render(), {
-          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-        });
-      case "models":
-        return await listModels(req);
-    }
-    const verdict = await adminCheck(req.headers.get("authorization"));
-    if (verdict === "missing") {
-      return errorResponse(401, "Admin endpoints need 'Authorization: Bearer <adminToken>'", "admin_token_required");
-    }
-    if (verdict === "wrong") return errorResponse(403, "Incorrect admin token", "admin_token_invalid");
-    const wait = url.searchParams.get("wait") === "true";
-    switch (route) {
-      case "admin_status":
-        return new Response(JSON.stringify(adminStatus()), { headers: JSON_HEADERS });
-      case "admin_load":
-        return await adminLoad(req, param!, wait);
-      default:
-        return await adminUnload(req, wait);
-    }
+    return own[route](req, param);
   }
 
-  async function listModels(req: Request): Promise<Response> {
-    let identity: ApiKeyIdentity | null = null;
-    if (keys.enabled) {
-      const token = bearerToken(req.headers.get("authorization")) ?? req.headers.get("x-api-key");
-      identity = await keys.check(token);
-      if (!identity) {
-        return errorResponse(
-          401,
-          token === null ? "Missing API key: send it as 'Authorization: Bearer <key>'" : "Incorrect API key provided",
-          "invalid_api_key",
-        );
-      }
-    }
-    const data = registry.list()
-      .filter((m) => allowed(identity, [m.name, m.servedModelName]))
-      .map((m) => ({
-        id: m.servedModelName,
-        object: "model",
-        created: CREATED,
-        owned_by: "vllm-chill",
-        root: m.modelName,
-        status: gate.modelStatus(switching ? m.name : SCALE_ONLY_KEY),
-      }));
-    return Response.json({ object: "list", data });
-  }
-
-  function adminStatus(): Record<string, unknown> {
-    return {
-      ...gate.status(),
-      backendInfo: deps.backendInfo?.() ?? null,
-      config: {
-        namespace: config.namespace,
-        backend: config.backend,
-        enableModelSwitch: config.enableModelSwitch,
-        idleTimeoutMs: config.idleTimeout,
-        holdTimeoutMs: config.holdTimeout,
-        startTimeoutMs: config.startTimeout,
-        drainTimeoutMs: config.drainTimeout,
-        minLoadedTimeMs: config.minLoadedTime,
-        heartbeatIntervalMs: config.heartbeatInterval,
-        maxHeldRequests: config.maxHeldRequests,
-        maxBodyBytes: config.maxBodyBytes,
-        apiKeys: config.apiKeys.length,
-        adminToken: config.adminToken !== undefined,
-        target: { ...config.target },
-        defaultModel: config.defaultModel ?? null,
-        models: registry.list().map((m) => ({ name: m.name, servedModelName: m.servedModelName, source: m.source })),
-      },
-    };
-  }
-
-  async function adminLoad(req: Request, name: string, wait: boolean): Promise<Response> {
-    let key = SCALE_ONLY_KEY;
-    if (switching) {
-      const model = registry.resolve(name);
-      if (!model) return errorResponse(404, `The model '${clip(name)}' does not exist`, "model_not_found");
-      key = model.name;
-    }
-    if (!wait) {
-      gate.load(key, { signal: new AbortController().signal }).catch((error) =>
-        log.warn("admin load failed", { model: key, error: (error as Error)?.message })
-      );
-      return Response.json({ status: "loading", model: key }, { status: 202 });
-    }
-    try {
-      await gate.load(key, { signal: req.signal });
-      return Response.json({ status: "ready", model: key });
-    } catch (error) {
-      return adminFailure(error);
-    }
-  }
-
-  async function adminUnload(req: Request, wait: boolean): Promise<Response> {
-    if (!wait) {
-      gate.unload(null, { signal: new AbortController().signal }).catch((error) =>
-        log.warn("admin unload failed", { error: (error as Error)?.message })
-      );
-      return Response.json({ status: "unloading" }, { status: 202 });
-    }
-    try {
-      await gate.unload(null, { signal: req.signal });
-      return Response.json({ status: "stopped" });
-    } catch (error) {
-      return adminFailure(error);
-    }
-  }
-
-  function adminFailure(error: unknown): Response {
-    if (error instanceof Rejection) {
-      return errorResponse(error.status, error.message, error.code, { retryAfter: error.retryAfter });
-    }
-    return errorResponse(503, `The operation failed: ${(error as Error)?.message}`, "model_unavailable", {
-      retryAfter: 5,
-    });
-  }
-
-  return async (req, info) => {
+  const handle = async (req: Request, info?: ConnectionInfo): Promise<Response> => {
     const url = new URL(req.url);
     const route = matchRoute(url.pathname);
     switch (route.kind) {
@@ -646,7 +524,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         try {
           return route.kind === "forward"
             ? await forwardRoute(req, url, route, info)
-            : await own(req, url, route.route, route.method, route.param);
+            : await ownRoute(req, url.pathname, route.route, route.method, route.param);
         } catch (error) {
           // A client that left while its body was being read, or a bug: never an unhandled rejection.
           if (req.signal.aborted) return new Response(null, { status: 499 });
@@ -661,11 +539,12 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         return errorResponse(404, `Unknown path ${url.pathname.slice(0, 200)}`, "not_found");
     }
   };
-}
-
-/** Shortens client-supplied text echoed in error messages. */
-function clip(text: string): string {
-  return text.length > 200 ? `${text.slice(0, 200)}…` : text;
+  return Object.assign(handle, {
+    close: () => {
+      engines.close();
+      uploads.close();
+    },
+  });
 }
 
 function mediaType(contentType: string): "json" | "multipart" | "other" {
@@ -677,13 +556,13 @@ function mediaType(contentType: string): "json" | "multipart" | "other" {
   return "other";
 }
 
-const STREAM_MARK = encodeText('"stream"');
+const STREAM_MARK = new TextEncoder().encode('"stream"');
 
-/** Whether a body that was not parsed asks for a stream (scale-only mode, cold path only). */
+/** Whether a body that was not scanned asks for a stream (scale-only mode, cold path only). */
 function isStreaming(body: Uint8Array): boolean {
   if (!includesBytes(body, STREAM_MARK)) return false;
-  const parsed = parseJsonFields(body);
-  return typeof parsed !== "string" && parsed.stream === true;
+  const scanned = scanJsonObject(body);
+  return typeof scanned !== "string" && scanned.stream;
 }
 
 function includesBytes(haystack: Uint8Array, needle: Uint8Array): boolean {

@@ -9,10 +9,10 @@
  *
  * @module
  */
-import { Rejection } from "../scaler/types.ts";
 import type { Lease } from "../scaler/types.ts";
-import { errorEvent } from "./errors.ts";
-import { relayBody, type RelayEnd } from "./forward.ts";
+import { clientRefusal, errorEvent } from "./errors.ts";
+import type { EngineResponse } from "./engine_client.ts";
+import { isEventStream, relayBody, type RelayEnd } from "./forward.ts";
 import { encodeText } from "./model.ts";
 
 /**
@@ -34,7 +34,7 @@ export interface HeartbeatOptions {
   /** Holds until the model is ready (the gate's acquire); rejects with a Rejection. */
   acquire: (signal: AbortSignal) => Promise<Lease>;
   /** Sends the request upstream; throws when the engine cannot be reached. */
-  connect: (lease: Lease, signal: AbortSignal) => Promise<Response>;
+  connect: (lease: Lease, signal: AbortSignal) => Promise<EngineResponse>;
   /** Write error events in the Anthropic shape (/v1/messages). */
   anthropic?: boolean;
   /** Called once when the stream is over: the effective status, bytes written, ms held. */
@@ -54,7 +54,10 @@ const MAX_ERROR_BODY = 64 * 1024;
  * const res = heartbeatResponse({
  *   model: "m", intervalMs: 1000, requestId: "r1",
  *   acquire: () => Promise.resolve(lease),
- *   connect: () => Promise.resolve(new Response("data: [DONE]\n\n", { headers: { "content-type": "text/event-stream" } })),
+ *   connect: () => Promise.resolve({
+ *     status: 200, statusText: "OK", headers: [["content-type", "text/event-stream"]], body: null,
+ *     bytes: new TextEncoder().encode("data: [DONE]\n\n"),
+ *   }),
  *   onEnd: () => {},
  * });
  * (await res.text()).endsWith("data: [DONE]\n\n"); // true
@@ -98,9 +101,7 @@ export function heartbeatResponse(options: HeartbeatOptions): Response {
         } catch (error) {
           heldMs = Date.now() - started;
           if (finished) return;
-          const rejection = error instanceof Rejection
-            ? error
-            : new Rejection(503, "model_unavailable", `The model could not be served: ${(error as Error)?.message}`);
+          const rejection = clientRefusal(error, options.model === "the model" ? null : options.model);
           stopBeats();
           write(errorEvent(rejection.status, rejection.message, rejection.code, options.anthropic));
           controller.close();
@@ -113,7 +114,7 @@ export function heartbeatResponse(options: HeartbeatOptions): Response {
           lease.release();
           return;
         }
-        let res: Response;
+        let res: EngineResponse;
         try {
           res = await options.connect(lease, abort.signal);
         } catch (error) {
@@ -131,7 +132,7 @@ export function heartbeatResponse(options: HeartbeatOptions): Response {
           finish(502, "upstream_error");
           return;
         }
-        if (!res.ok || !res.body) {
+        if (res.status < 200 || res.status > 299) {
           const detail = await upstreamError(res);
           lease.release();
           if (finished) return;
@@ -140,8 +141,7 @@ export function heartbeatResponse(options: HeartbeatOptions): Response {
           finish(res.status, "upstream_error");
           return;
         }
-        const sse = (res.headers.get("content-type") ?? "").startsWith("text/event-stream");
-        upstream = relayBody(res.body, sse, {
+        upstream = relayBody(bodyOf(res), isEventStream(res.headers), {
           lease,
           anthropic: options.anthropic,
           requestId: options.requestId,
@@ -190,10 +190,23 @@ export function heartbeatResponse(options: HeartbeatOptions): Response {
   });
 }
 
-async function upstreamError(res: Response): Promise<{ message: string; code: string }> {
+/** The answer's body as a stream (a small one the engine client read whole becomes one chunk). */
+function bodyOf(res: EngineResponse): ReadableStream<Uint8Array> {
+  if (res.body) return res.body;
+  const bytes = res.bytes;
+  return new ReadableStream({
+    start(controller) {
+      if (bytes?.byteLength) controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
+
+async function upstreamError(res: EngineResponse): Promise<{ message: string; code: string }> {
   let text = "";
   try {
-    if (res.body) {
+    if (res.bytes) text = new TextDecoder().decode(res.bytes.subarray(0, MAX_ERROR_BODY));
+    else if (res.body) {
       const reader = res.body.getReader();
       const chunks: Uint8Array[] = [];
       let total = 0;

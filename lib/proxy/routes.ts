@@ -1,5 +1,6 @@
 /**
- * Which paths the proxy answers itself and which it forwards to vLLM (an
+ * Which paths the proxy answers itself (each named by an {@link OwnRoute},
+ * whose handler `own.ts` finds) and which it forwards to vLLM (an
  * allow-list): a Map lookup on the hot path, a few prefix rules for paths
  * with an id. Odd paths (encoded slashes or dots, backslashes, empty
  * segments, over {@link MAX_PATH_LENGTH}) never match anything.
@@ -27,7 +28,16 @@ export const MAX_PATH_LENGTH = 2048;
  * const route: OwnRoute = "healthz";
  * ```
  */
-export type OwnRoute = "healthz" | "readyz" | "metrics" | "models" | "admin_status" | "admin_load" | "admin_unload";
+export type OwnRoute =
+  | "healthz"
+  | "readyz"
+  | "metrics"
+  | "models"
+  | "admin_status"
+  | "admin_load"
+  | "admin_sleep"
+  | "admin_unload_model"
+  | "admin_unload";
 
 /**
  * The result of {@link matchRoute}.
@@ -81,6 +91,13 @@ const EXACT = new Map<string, RouteMatch>([
   ["/classify", fwd()],
 ]);
 
+/** `/admin/models/{name}/<action>`: the action → the own route that does it. */
+const MODEL_ACTIONS = new Map<string, RouteMatch & { kind: "own" }>([
+  ["load", { kind: "own", route: "admin_load", method: "POST" }],
+  ["sleep", { kind: "own", route: "admin_sleep", method: "POST" }],
+  ["unload", { kind: "own", route: "admin_unload_model", method: "POST" }],
+]);
+
 const RESPONSES_PREFIX = "/v1/responses/";
 const ADMIN_MODELS_PREFIX = "/admin/models/";
 const ID_SEGMENT = /^[A-Za-z0-9_.:-]{1,256}$/;
@@ -115,9 +132,8 @@ export function matchRoute(pathname: string): RouteMatch {
   }
   if (pathname.startsWith(ADMIN_MODELS_PREFIX)) {
     const rest = pathname.slice(ADMIN_MODELS_PREFIX.length).split("/");
-    if (rest.length === 2 && rest[1] === "load" && ID_SEGMENT.test(rest[0])) {
-      return { kind: "own", route: "admin_load", method: "POST", param: rest[0] };
-    }
+    const action = rest.length === 2 && ID_SEGMENT.test(rest[0]) ? MODEL_ACTIONS.get(rest[1]) : undefined;
+    if (action) return { ...action, param: rest[0] };
   }
   return { kind: "not_found" };
 }

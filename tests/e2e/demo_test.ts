@@ -132,9 +132,12 @@ Deno.test("demo: the demo config end to end — cold start, switch, stream, stat
 });
 
 Deno.test("demo: `scripts/demo.ts` prints the curl lines, answers them, and stops its engines on SIGTERM", async () => {
-  // From another directory: the demo finds its config and the fake engine itself.
+  // From another directory, with no `deno` on PATH (as under `npx deno@… task demo`): the demo finds its config and
+  // the fake engine itself, and runs the engines on its own Deno.
   const elsewhere = await Deno.makeTempDir({ prefix: "vllm-chill-demo-" });
-  const cli = spawnDeno([`${REPO_ROOT}scripts/demo.ts`, "--port", "0", "--idle-timeout", "30s"], {}, elsewhere);
+  const cli = spawnDeno([`${REPO_ROOT}scripts/demo.ts`, "--port", "0", "--idle-timeout", "30s"], {
+    PATH: elsewhere,
+  }, elsewhere);
   let enginePids: number[] = [];
   try {
     const line = await cli.waitForLine(/curl -s http:\/\/127\.0\.0\.1:\d+\/v1\/models/, 20_000);

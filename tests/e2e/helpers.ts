@@ -72,6 +72,8 @@ export interface FakeEngineOptions {
   stopDelayMs?: number;
   /** Ignore SIGTERM (the backend must SIGKILL it). */
   ignoreSigterm?: boolean;
+  /** Append a line per request received to this file (see tests/support/fake_vllm.ts). */
+  arrivalsFile?: string;
   /** Replaces the `--port {port}` pair (e.g. a fixed port, or none at all). */
   portArgs?: string[];
   /** More fields of the model spec (per-model timeouts, servedModelName, env…); used by `startProxy`. */
@@ -121,6 +123,7 @@ export function fakeEngineCommand(marker: string, options: FakeEngineOptions = {
   if (options.wakeMs !== undefined) args.push("--wake-ms", String(options.wakeMs));
   if (options.failWake) args.push("--fail-wake");
   if (options.vllmArgs) args.push("{args}");
+  if (options.arrivalsFile !== undefined) args.push("--arrivals-file", options.arrivalsFile);
   return args;
 }
 

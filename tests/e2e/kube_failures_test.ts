@@ -60,7 +60,10 @@ Deno.test("kube e2e failure: a crash-looping pod → 503 fast, Deployment back t
     assert.equal(status, 503, JSON.stringify(body));
     assert.ok(Number(headers.get("retry-after")) > 0);
     assertOpenAiError(body);
-    assert.match(body.error.message, /crash|CrashLoopBackOff|restart/i);
+    assert.match(body.error.message, /model-b.*failed to start.*admin\/status/);
+    assert.doesNotMatch(body.error.message, /CrashLoopBackOff|restart/i, "the pod's state stays out of the body");
+    const admin = await (await fetch(`${env.url}/admin/status`)).json();
+    assert.match(JSON.stringify(admin.lastError), /crash|CrashLoopBackOff|restart/i);
     assert.ok(elapsed < 5000, `503 after ${elapsed.toFixed(0)} ms (startTimeout is 20 s)`);
     await env.fake.until(() => env.replicas() === 0, 5000, "the Deployment back to 0");
     await env.fake.until(() => env.fake.kubelet.pods().length === 0, 5000, "the crashing pod gone");
@@ -143,8 +146,10 @@ Deno.test("kube e2e failure: the API refuses the ConfigMap write in the middle o
       const error = r.reason as InstanceType<typeof OpenAI.APIError>;
       assert.ok(error instanceof OpenAI.APIError, String(error));
       assert.equal(error.status, 503);
-      assert.match(error.message, /forbidden|permission|403|configmap/i);
+      assert.match(error.message, /model-b.*admin\/status/);
     }
+    const admin = await (await fetch(`${env.url}/admin/status`)).json();
+    assert.match(JSON.stringify(admin.lastError), /forbidden|permission|403|configmap/i);
     assert.equal(env.replicas(), 0, "model-a was stopped for the switch and nothing runs");
     assert.equal(env.fake.kubelet.gpusInUse(), 0);
 
@@ -159,15 +164,17 @@ Deno.test("kube e2e failure: the API refuses the ConfigMap write in the middle o
   });
 });
 
-Deno.test("kube e2e failure: scale-only with no Deployment → 503 fast naming the missing object", async () => {
+Deno.test("kube e2e failure: scale-only with no Deployment → 503 fast; /admin/status names the missing object", async () => {
   await withKubeE2e({ config: { enableModelSwitch: false, models: {} } }, async (env) => {
     const started = performance.now();
     const { status, headers, body } = await chat(env.url, "anything");
     assert.equal(status, 503, JSON.stringify(body));
     assert.ok(Number(headers.get("retry-after")) > 0);
-    assert.match(body.error.message, /deployments?.*vllm.*not found/i);
+    assert.match(body.error.message, /failed to start.*admin\/status/);
     assert.ok(performance.now() - started < 3000);
     assert.deepEqual(env.writes().map(describeCall), ["patch deployments/scale"], "nothing created in scale-only mode");
+    const admin = await (await fetch(`${env.url}/admin/status`)).json();
+    assert.match(admin.lastError.reason, /deployments?.*vllm.*not found/i);
   });
 });
 
@@ -197,13 +204,22 @@ Deno.test("kube e2e failure: the vLLM pod deleted while Ready (eviction) → the
     await waitUntil(() => env.engines[0].stoppedAt !== undefined, 3000, "the evicted pod's vLLM stopped");
     const statuses: number[] = [];
     for (let i = 0; i < 5; i++) {
-      const r = await chat(env.url, "model-a");
+      const r = await chat(env.url, "model-a", { user: `evicted-${i}` });
       statuses.push(r.status);
       if (r.status === 200) break;
     }
-    // A request racing the watch event meets a closed engine (connection refused): never sent, so held again.
+    // A request racing the watch event meets a closed engine (connection refused): never sent, so held again. One
+    // written on a kept-alive connection that the dying engine then closes may have arrived: 502, never run twice.
     console.log(`kube e2e eviction: statuses until served again: ${statuses.join(",")}`);
-    assert.deepEqual(statuses, [200], "no request dropped by the eviction");
+    assert.ok(["200", "502,200"].includes(statuses.join(",")), `statuses ${statuses}`);
+    const arrivals = (i: number) =>
+      env.engines.flatMap((e) => e.received).filter((r) => new TextDecoder().decode(r.body).includes(`evicted-${i}`))
+        .length;
+    statuses.forEach((status, i) => {
+      const n = arrivals(i);
+      if (status === 200) assert.equal(n, 1, `request ${i} served once`);
+      else assert.ok(n <= 1, `request ${i} (502) arrived ${n} times`);
+    });
     // The Deployment's replacement pod may start before the proxy's stop/start cycle removes it (see the report).
     assert.ok(env.engines.length >= 2, "a new engine");
     assert.equal(env.engines.at(-1)?.model, "model-a");

@@ -123,6 +123,8 @@ Deno.test("process e2e: admin API — token required, status fields, load (202 /
     assert.deepEqual(status.held, {});
     assert.deepEqual(status.inflight, {});
     assert.equal(status.lastError, null);
+    assert.equal(status.stateReason, "engines read back", "says what it observed, not 'not observed yet'");
+    assert.equal("backendInfo" in status, false, "the backend's details appear once, under `backend`");
     assert.deepEqual(status.backend.engines, {});
 
     // Unknown model → 404.

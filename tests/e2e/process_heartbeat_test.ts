@@ -75,8 +75,11 @@ Deno.test("process e2e: heartbeats — a start that fails ends the held stream w
     const event = text.split("\n").find((line) => line.startsWith("data: "));
     assert.ok(event, `an error event ends the stream: ${text}`);
     const error = JSON.parse(event.slice(6)).error;
-    assert.match(error.message, /exited with code 1/);
-    assert.doesNotMatch(error.message, /model weights not found/, "the engine's output stays in the log");
+    assert.match(error.message, /The model 'a' failed to start; the reason is in GET \/admin\/status/);
+    assert.doesNotMatch(error.message, /weights/, "the engine's output stays out of the stream");
+    const status = await (await fetch(`${proxy.url}/admin/status`)).json();
+    assert.match(status.lastError.reason, /exited with code 1/);
+    assert.match(JSON.stringify(status.backend.lastExit.a.output), /model weights not found/);
 
     const stream = await proxy.openai().chat.completions.create({
       model: "a",
@@ -85,7 +88,7 @@ Deno.test("process e2e: heartbeats — a start that fails ends the held stream w
     });
     await assert.rejects(
       within(collectStream(stream), 10_000, "the SDK stream"),
-      (e: unknown) => e instanceof OpenAI.APIError && /exited with code 1/.test(e.message),
+      (e: unknown) => e instanceof OpenAI.APIError && /'a' failed to start/.test(e.message),
     );
     assert.equal(proxy.engineStarts(), 2);
   } finally {

@@ -198,3 +198,61 @@ Deno.test("pool e2e: an idle model falls asleep after sleepAfter, then stops aft
     Deno.removeSync(ledger);
   }
 });
+
+Deno.test("pool e2e: admin load, sleep and unload per model; unload all; refusals name what is wrong", async () => {
+  const ledger = newLedger();
+  const proxy = await startProxy(
+    { enableModelSwitch: true, process: { gpus: ["0", "1"], stopGracePeriod: "2s" } },
+    { a: engine(0.6, { spec: { sleepAfter: "10m" } }), b: engine(0.6) },
+    { ledger },
+  );
+  const post = (path: string) => fetch(`${proxy.url}${path}`, { method: "POST" });
+  try {
+    // Load both (they go on different GPUs), without waiting: 202, then both ready.
+    for (const m of ["a", "b"]) {
+      const res = await post(`/admin/models/${m}/load`);
+      assert.equal(res.status, 202);
+      assert.deepEqual(await res.json(), { status: "loading", model: m });
+    }
+    await waitUntil(
+      async () => {
+        const s = await modelStatuses(proxy);
+        return s.a === "ready" && s.b === "ready";
+      },
+      10_000,
+      "both models to be ready",
+    );
+    assert.equal((await statsOf(proxy, "a")).arrivals["/v1/chat/completions"] ?? 0, 0, "loading sends no request");
+
+    // Sleep a (it may sleep) and wait; b may not: 409 with the reason, at once.
+    const slept = await post("/admin/models/a/sleep?wait=true");
+    assert.equal(slept.status, 200);
+    assert.deepEqual(await slept.json(), { status: "asleep", model: "a" });
+    assert.equal((await statsOf(proxy, "a")).isSleeping, true);
+    const refused = await post("/admin/models/b/sleep");
+    assert.equal(refused.status, 409);
+    assert.equal((await refused.json()).error.code, "sleep_not_enabled");
+    assert.equal((await post("/admin/models/nope/sleep")).status, 404);
+
+    // Load a again: it wakes (no second engine).
+    assert.equal((await post("/admin/models/a/load?wait=true")).status, 200);
+    assert.equal(proxy.engineStarts("a"), 1);
+    assert.equal((await statsOf(proxy, "a")).wakes, 1);
+
+    // Unload b only: a keeps serving.
+    const unloaded = await post("/admin/models/b/unload?wait=true");
+    assert.equal(unloaded.status, 200);
+    assert.deepEqual(await unloaded.json(), { status: "stopped", model: "b" });
+    assert.deepEqual(await modelStatuses(proxy), { a: "ready", b: "cold" });
+    assert.equal(await ask(proxy, "a"), "a");
+
+    // Unload all.
+    assert.equal((await post("/admin/unload?wait=true")).status, 200);
+    assert.deepEqual(await modelStatuses(proxy), { a: "cold", b: "cold" });
+    assert.equal((await proxy.engines()).length, 0);
+    assertNeverOversubscribed(ledger, { allowRefusals: false });
+  } finally {
+    await proxy.close();
+    Deno.removeSync(ledger);
+  }
+});

@@ -179,13 +179,14 @@ Deno.test("process e2e: a switch whose new engine fails → 503 for its requests
     await assert.rejects(
       openai.chat.completions.create({ model: "b", messages: [{ role: "user", content: "x" }] }),
       (e: unknown) =>
-        e instanceof OpenAI.APIError && e.status === 503 && /exited with code 2/.test(e.message) &&
+        e instanceof OpenAI.APIError && e.status === 503 && /'b' failed to start/.test(e.message) &&
         !/bad weights/.test(e.message),
     );
     // The 503 goes out when the start fails; the stop that follows ends a moment later.
     await waitUntil(() => proxy.server.scaler.status().state === "idle", 5000, "back to idle");
     const status = proxy.server.scaler.status();
     assert.equal(status.lastError?.model, "b");
+    assert.match(status.lastError?.reason ?? "", /bad weights/, "the engine's output is in /admin/status");
     assert.deepEqual(await processesWith(marker), [], "neither a nor the failed b is left running");
     assert.equal(
       (await openai.chat.completions.create({ model: "a", messages: [{ role: "user", content: "x" }] })).model,

@@ -47,7 +47,8 @@ Deno.test("admin status over HTTP: scaler state, backend info, config summary wi
     const status = JSON.parse(text);
     assert.equal(status.state, "ready");
     assert.equal(status.activeModel, "qwen");
-    assert.deepEqual(status.backendInfo, { replicas: 0 });
+    assert.deepEqual(status.backend, { kind: "fake" });
+    assert.equal("backendInfo" in status, false, "the backend is not repeated under a second key");
     assert.equal(status.config.apiKeys, 1);
     assert.equal(status.config.adminToken, true);
     assert.deepEqual(status.config.models.map((m: { name: string }) => m.name), ["qwen", "llama"]);
@@ -78,11 +79,16 @@ Deno.test("admin load: 202 by default, ?wait=true waits, unknown model 404, fail
     const unknown = await p.handler(admin("/admin/models/nope/load", "POST", "admin-token-xyz"));
     assert.equal(unknown.status, 404);
     assert.equal((await unknown.json()).error.code, "model_not_found");
-    p.gate.loadResult = () => Promise.reject(new Rejection(503, "model_unavailable", "start failed", 30));
+    p.gate.loadResult = () =>
+      Promise.reject(new Rejection(503, "model_unavailable", 'model "llama" failed to start: exit 1: OOM', 30));
     const failed = await p.handler(admin("/admin/models/llama/load?wait=true", "POST", "admin-token-xyz"));
     assert.equal(failed.status, 503);
     assert.equal(failed.headers.get("retry-after"), "30");
-    assert.equal((await failed.json()).error.message, "start failed");
+    // The reason (engine output) is in /admin/status and the log, not in the error body.
+    assert.equal(
+      (await failed.json()).error.message,
+      "The model 'llama' failed to start; the reason is in GET /admin/status (lastError) and in the proxy's log",
+    );
     const get = await p.handler(admin("/admin/models/llama/load", "GET", "admin-token-xyz"));
     assert.equal(get.status, 405);
     await get.body?.cancel();

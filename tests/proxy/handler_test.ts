@@ -237,6 +237,25 @@ Deno.test("multipart audio: model read from the form field, rewritten in place, 
   }
 });
 
+Deno.test("multipart audio over HTTP: an unquoted `name=model` field routes the request too", async () => {
+  const p = await startProxy(SWITCH);
+  try {
+    p.gate.warm.add("llama");
+    const body = "--B\r\nContent-Disposition: form-data; name=model\r\n\r\nllama\r\n" +
+      '--B\r\nContent-Disposition: form-data; name=file; filename="a.wav"\r\n\r\nRIFF\r\n--B--\r\n';
+    const res = await fetch(`${p.serve()}/v1/audio/transcriptions`, {
+      method: "POST",
+      headers: { "content-type": "multipart/form-data; boundary=B" },
+      body,
+    });
+    assert.equal(res.status, 200, await res.text());
+    assert.deepEqual(p.gate.tryCalls, ["llama"], "routed to the model the unquoted field names");
+    assert.equal(new TextDecoder().decode(p.upstream.requests[0].body), body, "the body is forwarded as sent");
+  } finally {
+    await p.close();
+  }
+});
+
 Deno.test("scale-only mode: body untouched and not routed (key '*'), any content type", async () => {
   const p = await startProxy({ models: MODELS });
   try {
@@ -298,7 +317,13 @@ Deno.test("rejections: 429 and 503 with Retry-After, 504 hold timeout, not count
         p.gate.rejectAll(rejection);
         const res = await pending;
         const error = await assertError(res, rejection.status, rejection.code);
-        assert.equal(error.message, rejection.message);
+        // A 503's reason (an engine's output) stays out of the body; other refusals say what they say.
+        assert.equal(
+          error.message,
+          rejection.status === 503
+            ? "The model 'llama' failed to start; the reason is in GET /admin/status (lastError) and in the proxy's log"
+            : rejection.message,
+        );
         assert.equal(
           res.headers.get("retry-after"),
           rejection.retryAfter === undefined ? null : String(rejection.retryAfter),
@@ -340,7 +365,8 @@ Deno.test("client leaving while held removes it from the queue (real HTTP)", asy
 Deno.test("upstream unreachable → 502 upstream_error, lease released", async () => {
   const p = await startProxy(SWITCH);
   try {
-    p.gate.upstream = "http://127.0.0.1:1";
+    // A name that never resolves (RFC 6761): not a refused connection, which would be held again.
+    p.gate.upstream = "http://engine.invalid";
     p.gate.warm.add("llama");
     await assertError(await p.handler(post("/v1/chat/completions", { model: "llama" })), 502, "upstream_error");
     assert.equal(p.gate.released, 1);
@@ -445,7 +471,7 @@ Deno.test("without API keys the client's Authorization goes upstream; x-forwarde
         "x-forwarded-for": "203.0.113.9",
         "x-forwarded-proto": "https",
       }),
-      { remoteAddr: { transport: "tcp", hostname: "10.0.0.5", port: 4242 }, completed: Promise.resolve() },
+      { remoteAddr: { transport: "tcp", hostname: "10.0.0.5", port: 4242 } },
     );
     await res.body?.cancel();
     const got = p.upstream.requests[0].headers;

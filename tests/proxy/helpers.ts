@@ -11,6 +11,7 @@ import { createLogger } from "../../lib/log.ts";
 import { createMetrics, type Metrics } from "../../lib/metrics.ts";
 import { ModelRegistry } from "../../lib/models/registry.ts";
 import { createHandler, type ProxyHandler } from "../../lib/proxy/mod.ts";
+import { serveGuarded } from "../../lib/proxy/listener.ts";
 import { FakeGate } from "./fake_gate.ts";
 
 const encoder = new TextEncoder();
@@ -153,7 +154,7 @@ export interface TestProxy {
   registry: ModelRegistry;
   logs: Record<string, unknown>[];
   upstream: TestUpstream;
-  /** Serves the handler on 127.0.0.1; returns its base URL. */
+  /** Serves the handler on 127.0.0.1 behind the guarded listener (as the proxy does); returns its base URL. */
   serve(): string;
   close(): Promise<void>;
 }
@@ -161,7 +162,7 @@ export interface TestProxy {
 /** Starts an upstream and builds a proxy (config `input` layered on test defaults). */
 export async function startProxy(
   input: ChillConfigInput = {},
-  options: { ready?: () => boolean } = {},
+  options: { ready?: () => boolean; bodyStallMs?: number } = {},
 ): Promise<TestProxy> {
   const upstream = await startUpstream();
   const config = parseConfig({ heartbeatInterval: "0s", ...input });
@@ -177,9 +178,9 @@ export async function startProxy(
     metrics,
     log,
     ready: options.ready ?? (() => true),
-    backendInfo: () => ({ replicas: 0 }),
+    bodyStallMs: options.bodyStallMs,
   });
-  const servers: { ac: AbortController; finished: Promise<void> }[] = [];
+  const servers: { shutdown: () => Promise<void> }[] = [];
   return {
     handler,
     gate,
@@ -188,14 +189,25 @@ export async function startProxy(
     logs,
     upstream,
     serve() {
-      const ac = new AbortController();
-      const server = Deno.serve({ port: 0, hostname: "127.0.0.1", signal: ac.signal, onListen: () => {} }, handler);
-      servers.push({ ac, finished: server.finished });
+      const server = serveGuarded({
+        hostname: "127.0.0.1",
+        port: 0,
+        handler,
+        onError: () => new Response(null, { status: 500 }),
+        log,
+        metrics,
+      });
+      servers.push({
+        shutdown: () => {
+          server.close();
+          return server.finished;
+        },
+      });
       return `http://127.0.0.1:${server.addr.port}`;
     },
     async close() {
-      for (const s of servers) s.ac.abort();
-      await Promise.all(servers.map((s) => s.finished));
+      await Promise.all(servers.map((s) => s.shutdown()));
+      handler.close();
       await upstream.close();
     },
   };

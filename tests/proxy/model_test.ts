@@ -1,60 +1,8 @@
 import assert from "node:assert/strict";
-import {
-  findMultipartModel,
-  parseJsonFields,
-  readBodyBounded,
-  setJsonModel,
-  setMultipartModel,
-} from "../../lib/proxy/model.ts";
+import { findMultipartModel, setMultipartModel } from "../../lib/proxy/model.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-
-function chunked(parts: string[]): ReadableStream<Uint8Array> {
-  let i = 0;
-  return new ReadableStream({
-    pull(c) {
-      if (i < parts.length) c.enqueue(enc.encode(parts[i++]));
-      else c.close();
-    },
-  });
-}
-
-Deno.test("readBodyBounded: Content-Length over the limit is refused without reading", async () => {
-  const req = new Request("http://x/", { method: "POST", body: "123456789", headers: { "content-length": "9" } });
-  assert.equal(await readBodyBounded(req, 8), null);
-});
-
-Deno.test("readBodyBounded: a chunked body is counted while read", async () => {
-  const small = new Request("http://x/", { method: "POST", body: chunked(["ab", "cd"]) });
-  assert.deepEqual(dec.decode((await readBodyBounded(small, 4))!), "abcd");
-  const big = new Request("http://x/", { method: "POST", body: chunked(["abc", "def", "ghi"]) });
-  assert.equal(await readBodyBounded(big, 5), null);
-});
-
-Deno.test("parseJsonFields: model, stream, errors", () => {
-  const ok = parseJsonFields(enc.encode('{"model":"a","stream":true}'));
-  assert.ok(typeof ok !== "string");
-  assert.equal(ok.model, "a");
-  assert.equal(ok.stream, true);
-  assert.match(parseJsonFields(enc.encode('{"model":')) as string, /not valid JSON/);
-  assert.match(parseJsonFields(enc.encode("[1]")) as string, /JSON object/);
-  assert.match(parseJsonFields(enc.encode("null")) as string, /JSON object/);
-});
-
-Deno.test("setJsonModel: splices only the value, keeps every other byte", () => {
-  const text =
-    '{ "messages": [{"role":"user","content":"model \\"x\\" {"}],\n "model" : "k", "seed": 12345678901234567890 }';
-  const out = setJsonModel(text, "served/name");
-  assert.equal(out, text.replace('"k"', '"served/name"'));
-  assert.equal(setJsonModel("{}", "s"), '{"model":"s"}');
-  assert.equal(setJsonModel(' {"a":{"model":"inner"}}', "s"), ' {"model":"s","a":{"model":"inner"}}');
-  // duplicate keys: JSON.parse keeps the last one, so the splice does too
-  assert.equal(JSON.parse(setJsonModel('{"model":"a","model":"b"}', "s")).model, "s");
-  // escaped key
-  assert.equal(setJsonModel('{"mo\\u0064el":"k"}', "s"), '{"mo\\u0064el":"s"}');
-  assert.equal(setJsonModel('{"model":null,"x":[1,2]}', "s"), '{"model":"s","x":[1,2]}');
-});
 
 const CT = "multipart/form-data; boundary=XyZ";
 function form(model?: string): Uint8Array {
@@ -78,6 +26,21 @@ Deno.test("findMultipartModel: finds the field, not a file named model", () => {
     findMultipartModel(enc.encode('--XyZ\r\nContent-Disposition: form-data; name="a"\r\n\r\nxx'), CT) as string,
     /truncated/,
   );
+});
+
+Deno.test("findMultipartModel: an unquoted name=model is read too; name=models and filename=model are not", () => {
+  const body = (disposition: string) =>
+    enc.encode(`--XyZ\r\nContent-Disposition: ${disposition}\r\n\r\nwhisper\r\n--XyZ--\r\n`);
+  const modelOf = (disposition: string) => {
+    const found = findMultipartModel(body(disposition), CT);
+    assert.ok(typeof found !== "string", found as string);
+    return found.model;
+  };
+  assert.equal(modelOf("form-data; name=model"), "whisper");
+  assert.equal(modelOf("form-data; name = model ; x=y"), "whisper");
+  assert.equal(modelOf('form-data; NAME="model"'), "whisper");
+  assert.equal(modelOf("form-data; name=models"), undefined);
+  assert.equal(modelOf("form-data; name=file; filename=model"), undefined);
 });
 
 Deno.test("setMultipartModel: replaces or inserts the field", async () => {

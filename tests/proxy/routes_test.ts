@@ -42,6 +42,18 @@ Deno.test("matchRoute: own endpoints", () => {
     param: "qwen3-8b",
   });
   assert.equal((matchRoute("/admin/unload") as { route: string }).route, "admin_unload");
+  assert.deepEqual(matchRoute("/admin/models/a/sleep"), {
+    kind: "own",
+    route: "admin_sleep",
+    method: "POST",
+    param: "a",
+  });
+  assert.deepEqual(matchRoute("/admin/models/a/unload"), {
+    kind: "own",
+    route: "admin_unload_model",
+    method: "POST",
+    param: "a",
+  });
 });
 
 Deno.test("matchRoute: unknown and odd paths never match", () => {
@@ -57,7 +69,7 @@ Deno.test("matchRoute: unknown and odd paths never match", () => {
       "/v1/responses/a/b/c",
       "/v1/responses/%2e%2e",
       "/admin/models/a%2Fb/load",
-      "/admin/models/a/unload",
+      "/admin/models/a/drop",
       "/admin/models//load",
       "//v1/chat/completions",
       "/v1/chat\\completions",

@@ -71,6 +71,12 @@ export const FAULTS: Record<string, string[]> = {
     "2× HTTP 500 on the scale patch + 409 on the ConfigMap (secrets grep)",
     "upstream gone (secrets grep)",
   ],
+  "tests/reliability/at_most_once_test.ts": [
+    "engine SIGKILLed 1 s into a 3 s request on a kept-alive connection (5 trials)",
+  ],
+  "tests/reliability/fd_exhaustion_test.ts": [
+    "prlimit --nofile=200 and 400 stalled sockets (shedding, EMFILE accepts)",
+  ],
 };
 
 /**

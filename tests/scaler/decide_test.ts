@@ -636,6 +636,7 @@ Deno.test("decide: observed failed → stop and remember the error; absent → i
   absent.send({ type: "observed", op: 0, engine: { phase: "absent", model: null } });
   assert.equal(absent.state.lifecycle, "idle");
   assert.equal(absent.state.observed, true);
+  assert.equal(absent.state.reason, "observed absent", "no longer 'not observed yet'");
 });
 
 Deno.test("decide: scale-only mode uses the key '*'", () => {

@@ -37,8 +37,12 @@
  *   [--load-ms 500] [--tokens-per-sec 1000] [--crash-after-chunks N] [--crash-mode exit|reset] \
  *   [--stop-delay-ms 0] [--ignore-sigterm] [--exit-after-ms N] [--exit-code 1] [--max-model-len 4096] \
  *   [--enable-sleep-mode] [--sleep-ms 0] [--wake-ms 0] [--fail-wake] [--sleep-frees-nothing] \
- *   [--gpu-memory-utilization 0.9] [--served-model-name NAME] [--tensor-parallel-size 1] [other vLLM flags]
+ *   [--gpu-memory-utilization 0.9] [--served-model-name NAME] [--tensor-parallel-size 1] [--arrivals-file PATH] \
+ *   [other vLLM flags]
  * ```
+ *
+ * `--arrivals-file` appends one line per request received (every route but `/health`),
+ * `<pid> <method> <path> <x-request-id>`, before it is handled: what the engine saw survives a `kill -9`.
  *
  * It accepts the engine flags vllm-chill generates (`{args}`, lib/models/vllm_args.ts) and ignores those it
  * does not model. It prints `listening on http://127.0.0.1:<port>` to stdout once bound.
@@ -69,6 +73,8 @@ export interface FakeVllmOptions {
   crashMode?: "reset" | "exit";
   /** Called on a crash in "exit" mode. */
   onCrash?: () => void;
+  /** Called for every request received (every route but /health), before it is handled. */
+  onRequest?: (req: Request, path: string) => void;
   /** `max_model_len` reported by /v1/models and /tokenize (default 4096). */
   maxModelLen?: number;
   /** Dimensions of the embedding vectors (default 8). */
@@ -428,6 +434,7 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
     arrivals.set(path, (arrivals.get(path) ?? 0) + 1);
     // A dead engine's API server answers 500 until it has shut down (entrypoints/launcher.py:155-164).
     if (dead !== null) return new Response(null, { status: 500 });
+    options.onRequest?.(req, path);
     if (!isLoaded()) return error(503, "The model is still loading.", "ServiceUnavailableError");
     if (Object.hasOwn(DEV_ROUTES, path)) return sleep.handle(req, path);
     if (path === "/v1/models" && req.method === "GET") return json(200, modelsBody);
@@ -449,7 +456,7 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
     return route(body);
   };
 
-  const completion = (body: Json, chat: boolean): Response => {
+  const completion = (body: Json, chat: boolean): Response | Promise<Response> => {
     const maxTokens = Number(body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_MAX_TOKENS);
     if (!Number.isInteger(maxTokens) || maxTokens < 1) {
       return error(400, "max_tokens must be a positive integer.", "BadRequestError", "max_tokens");
@@ -663,7 +670,7 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
     return json(200, JSON.stringify({ prompt }));
   };
 
-  const ROUTES: Record<string, (body: Json) => Response> = {
+  const ROUTES: Record<string, (body: Json) => Response | Promise<Response>> = {
     "/v1/chat/completions": (b) => completion(b, true),
     "/v1/completions": (b) => completion(b, false),
     "/v1/embeddings": embeddings,
@@ -671,32 +678,18 @@ export function createFakeVllmHandler(options: FakeVllmOptions): FakeVllmHandler
     "/detokenize": detokenize,
   };
 
-  function delayed(ms: number, payload: string): Response {
-    // A non-streaming answer takes as long as generating its tokens would.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let stop: (crash?: Error) => void = () => {};
-    const body = new ReadableStream<Uint8Array>({
-      start(controller) {
-        stop = (crash?: Error) => {
-          clearTimeout(timer);
-          streams.delete(stop);
-          try {
-            if (crash) controller.error(crash);
-            else controller.close();
-          } catch { /* already closed */ }
-        };
-        streams.add(stop);
-        timer = setTimeout(() => {
-          controller.enqueue(encoder.encode(payload));
-          stop();
-        }, ms);
-      },
-      cancel() {
+  function delayed(ms: number, payload: string): Promise<Response> {
+    // A non-streaming answer takes as long as generating its tokens would, and (as vLLM's JSONResponse) its
+    // head is sent only with the body, at the end. An engine that dies meanwhile answers 500.
+    return new Promise((resolve) => {
+      const stop = (crash?: Error) => {
         clearTimeout(timer);
         streams.delete(stop);
-      },
+        resolve(crash ? new Response(null, { status: 500 }) : json(200, payload));
+      };
+      const timer = setTimeout(stop, ms);
+      streams.add(stop);
     });
-    return new Response(body, { status: 200, headers: { "content-type": "application/json" } });
   }
 
   return {
@@ -823,6 +816,7 @@ export async function runFakeVllmCli(args: string[]): Promise<void> {
       "wake-ms": { type: "string", default: "0" },
       "fail-wake": { type: "boolean", default: false },
       "sleep-frees-nothing": { type: "boolean", default: false },
+      "arrivals-file": { type: "string" },
     },
     allowPositionals: true,
     strict: true,
@@ -866,9 +860,16 @@ export async function runFakeVllmCli(args: string[]): Promise<void> {
   const ledger = Deno.env.get("FAKE_GPU_LEDGER") || undefined;
   const devices = (Deno.env.get("CUDA_VISIBLE_DEVICES") ?? "0").split(",").map((d) => d.trim()).filter((d) => d);
   log(`INFO fake vLLM: loading model ${modelName ?? served}`);
+  const arrivals = str("arrivals-file");
   let vllm: FakeVllm;
   try {
     vllm = await startFakeVllm({
+      onRequest: arrivals === undefined ? undefined : (req, path) =>
+        Deno.writeTextFileSync(
+          arrivals,
+          `${Deno.pid} ${req.method} ${path} ${req.headers.get("x-request-id") ?? "-"}\n`,
+          { append: true },
+        ),
       model: served,
       modelName,
       port: num("port"),
