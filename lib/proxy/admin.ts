@@ -101,7 +101,7 @@ export function createAdminHandlers(
 
   /**
    * Runs an admin operation: with `?wait=true` until it is done (200 with `done`, or the refusal); else 202 at
-   * once (its outcome in the log) — unless the scaler answered at once (already done, or refused: 409).
+   * once (its outcome in the log) — unless the scaler refused it at once (e.g. 409: that model may not sleep).
    */
   const operation = async (
     req: Request,
@@ -114,8 +114,9 @@ export function createAdminHandlers(
     const outcome = run(waits(req) ? req.signal : new AbortController().signal);
     try {
       // A promise the scaler settled in the same turn is listed first: it wins the race against the resolved one.
-      const now = await Promise.race([outcome, Promise.resolve(PENDING)]);
-      if (now === PENDING && !waits(req)) {
+      // A refusal in the same turn throws here; anything else without ?wait=true is accepted.
+      await Promise.race([outcome, Promise.resolve(PENDING)]);
+      if (!waits(req)) {
         outcome.catch((error) => log.warn(`admin ${what} failed`, { model, error: (error as Error)?.message }));
         return Response.json(accepted, { status: 202 });
       }

@@ -183,9 +183,10 @@ export function relayResponse(upstream: EngineResponse, options: RelayOptions): 
   const headers = responseHeaderList(upstream.headers, options.requestId);
   const init = { status: upstream.status, statusText: upstream.statusText, headers };
   if (!upstream.body) {
-    options.lease.release();
     const bytes = upstream.bytes;
+    // The request's line first: whatever its release sets off (a sleep, a stop) is logged after it.
     options.onEnd("complete", bytes?.byteLength ?? 0);
+    options.lease.release();
     return new Response(bytes?.byteLength ? bytes : null, init);
   }
   const sse = isEventStream(upstream.headers);
@@ -245,8 +246,9 @@ export function relayBody(
   const end = (why: RelayEnd) => {
     if (ended) return;
     ended = true;
-    options.lease.release();
+    // The request's line first: whatever its release sets off (a sleep, a stop) is logged after it.
     options.onEnd(why, bytesOut);
+    options.lease.release();
   };
   return new ReadableStream<Uint8Array>({
     async pull(controller) {

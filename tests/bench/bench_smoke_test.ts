@@ -67,6 +67,7 @@ Deno.test("bench harness: cold start, a load run, a stream and the report throug
       fanIn: null,
       memory: { idleMiB: 50, kubernetesIdleMiB: null, held: null, bareHeld: null, afterRequests: [], imports: [] },
       profile: null,
+      pool: null,
       decideCost: [],
       notes: [],
     };

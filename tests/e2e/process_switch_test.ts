@@ -186,7 +186,9 @@ Deno.test("process e2e: a switch whose new engine fails → 503 for its requests
     await waitUntil(() => proxy.server.scaler.status().state === "idle", 5000, "back to idle");
     const status = proxy.server.scaler.status();
     assert.equal(status.lastError?.model, "b");
-    assert.match(status.lastError?.reason ?? "", /bad weights/, "the engine's output is in /admin/status");
+    assert.match(status.lastError?.reason ?? "", /exited with code 2/);
+    const lastExit = (status.backend.lastExit as Record<string, { output: string[] }>).b;
+    assert.match(lastExit.output.join("\n"), /bad weights/, "the engine's output is in /admin/status");
     assert.deepEqual(await processesWith(marker), [], "neither a nor the failed b is left running");
     assert.equal(
       (await openai.chat.completions.create({ model: "a", messages: [{ role: "user", content: "x" }] })).model,

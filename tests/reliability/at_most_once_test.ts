@@ -32,7 +32,7 @@ Deno.test("at most once: an engine killed 1 s into a 3 s request → 502, the re
       // A short request first: the engine is up and the proxy holds a kept-alive connection to it.
       const warm = await postChat(proxy.url, "a", { max_tokens: 1 }, { "x-request-id": `warm-${trial}` });
       assert.equal(warm.status, 200, await warm.text());
-      const pid = proxy.server.backend.describe().pid as number;
+      const pid = (proxy.server.backend.describe().engines as Record<string, { pid: number }>).a?.pid;
       assert.equal(typeof pid, "number");
 
       const id = `slow-${trial}`;
