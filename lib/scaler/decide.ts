@@ -567,6 +567,8 @@ function finishDrains(ctx: Ctx): void {
       draft.deadline = null;
       draft.since = now;
       setReason(ctx, e.model, "room no longer needed");
+      // Ready again: what was held for it meanwhile is granted in the next round.
+      ctx.changed = true;
       continue;
     }
     const inflight = inflightOf(s, e.model);
