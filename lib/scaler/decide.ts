@@ -334,16 +334,16 @@ function onStopped(ctx: Ctx, model: string): void {
 }
 
 function onStopFailed(ctx: Ctx, model: string, reason: string): void {
-  const { s, now } = ctx;
+  const { s } = ctx;
   const e = s.engines[model];
   if (e.stopAttempts < 2) {
     issueStop(ctx, model);
     return;
   }
   recordError(ctx, model, `stop failed: ${reason}`);
-  // Requests that wait for the room this engine holds get 503.
-  for (const [waiting, plan] of Object.entries(s.plans)) {
-    if (!plan.gpus.some((g) => e.gpus.includes(g))) continue;
+  // The model this stop made room for gets 503; others keep waiting and are placed again once the world is read.
+  const waiting = e.evictedFor;
+  if (waiting !== null) {
     const ids = takeHeld(s, (h) => h.model === waiting).map((h) => h.id);
     if (ids.length) {
       ctx.fx.push(
@@ -356,7 +356,6 @@ function onStopFailed(ctx: Ctx, model: string, reason: string): void {
         ),
       );
     }
-    delete s.plans[waiting];
   }
   rejectAdmin(
     ctx,
@@ -370,7 +369,6 @@ function onStopFailed(ctx: Ctx, model: string, reason: string): void {
   s.op++;
   s.observeOp = s.op;
   s.reason = `stop of ${model} failed twice; reading the engines back`;
-  void now;
   ctx.fx.push({ type: "observe", op: s.op });
 }
 

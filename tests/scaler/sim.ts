@@ -10,7 +10,7 @@
  */
 import { parseConfig } from "../../lib/config/define.ts";
 import type { ChillConfigInput } from "../../lib/config/schema.ts";
-import { decide } from "../../lib/scaler/decide.ts";
+import { decide, lifecycleOf } from "../../lib/scaler/decide.ts";
 import {
   initialState,
   type ObservedEngine,
@@ -100,6 +100,30 @@ export class Sim {
 
   stopped(model: string): SchedulerEffect[] {
     return this.send({ type: "stopped", model, op: this.op(model) });
+  }
+
+  stopFailed(model: string, reason = "API 500"): SchedulerEffect[] {
+    return this.send({ type: "stopFailed", model, op: this.op(model), reason });
+  }
+
+  sleepFailed(model: string, reason = "HTTP 500"): SchedulerEffect[] {
+    return this.send({ type: "sleepFailed", model, op: this.op(model), reason });
+  }
+
+  engineFailed(model: string, reason = "process exited"): SchedulerEffect[] {
+    return this.send({ type: "engineFailed", model, reason });
+  }
+
+  /** Answers the last `observe` effect with `engines`. */
+  observed(engines: ObservedEngine[]): SchedulerEffect[] {
+    const observe = this.of("observe").at(-1);
+    if (!observe) throw new Error("no observe was asked for");
+    return this.send({ type: "observed", op: observe.op, engines });
+  }
+
+  /** The seed's single lifecycle (idle, starting, ready, draining, switching, stopping). */
+  lifecycle(): string {
+    return lifecycleOf(this.state);
   }
 
   /** Status of `model` as the API shows it. */
