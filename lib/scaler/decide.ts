@@ -13,6 +13,8 @@
  * - Models that wait are served oldest request first; room promised to an
  *   older waiter is not taken by a younger one (placement's `claimed`).
  * - A drain that made room for a model that no longer waits is called off.
+ * - A cold start that nothing waits for any more is abandoned (stopped) when
+ *   another model needs its room, as the seed did.
  * - A failed stop is retried once; a second failure makes the scheduler read
  *   the world back (`observe`); the requests waiting for that room get 503.
  * - `engineFailed` (an engine died while serving or asleep) stops it to make
@@ -684,6 +686,9 @@ function occupants(s: Draft, self: string, forced: boolean, now: number): Occupa
     const base = { model: e.model, gpus: e.gpus, share: e.share, lastUsed: e.lastUsed, transitional: false };
     switch (e.status) {
       case "starting":
+        // A start that nothing waits for any more (its requests left) is abandoned like an idle model (rule 3).
+        out.push({ ...base, kind: isWaiting(s, e.model) ? "transit" : "idle", transitional: true });
+        break;
       case "waking":
         out.push({ ...base, kind: "transit", transitional: true });
         break;
@@ -720,6 +725,8 @@ function evict(ctx: Ctx, victim: string, forModel: string, how: "now" | "drain")
     s.policy.maxSleeping > 0;
   if (e.status === "sleeping") {
     stop(ctx, victim, reason, false, forModel);
+  } else if (e.status === "starting") {
+    stop(ctx, victim, reason, s.policy.forceSwitch, forModel);
   } else if (how === "drain") {
     drain(ctx, victim, sleeps ? "sleep" : "stop", reason, forModel);
   } else if (sleeps) {

@@ -34,7 +34,7 @@ export interface Occupant {
   /** Thousandths of each of its GPUs. */
   share: number;
   /**
-   * idle: ready, nothing in flight or held (evict now) · asleep: sleeping but holding its GPUs (stop now) ·
+   * idle: ready (or starting) with nothing in flight or held (evict now) · asleep: sleeping but holding its GPUs (stop now) ·
    * busy: ready with requests (drain from `drainableAt`) · leaving: being drained, put to sleep or stopped
    * (wait) · transit: starting or waking (wait).
    */
