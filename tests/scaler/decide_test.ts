@@ -447,7 +447,9 @@ Deno.test("decide: start failure mid-switch → 503 for that model only; the nex
   assert.equal(sim.of("start").at(-1)?.model, "b");
   sim.startFailed("b", "crash");
   assert.equal(sim.rejection("b1")?.status, 503);
-  assert.equal(sim.lifecycle(), "stopping");
+  assert.equal(sim.status("b"), "failed");
+  // c waits for the room b's stop frees: the seed's lifecycle calls that a switch (it said "stopping").
+  assert.equal(sim.lifecycle(), "switching");
   sim.stopped("b");
   assert.equal(sim.of("start").at(-1)?.model, "c");
   sim.started("c");
@@ -532,12 +534,15 @@ Deno.test("decide: two clients alternating between two models (open loop) are se
   assert.ok(served / switches >= 10, `${served} requests over ${switches} switches`);
 });
 
-Deno.test("decide: two sequential clients alternating between two models are served in batches", () => {
+Deno.test("decide: two sequential clients alternating between two models: one switch per batch, never more", () => {
+  // Changed on purpose (DESIGN rule 4): a sequential client leaves its model idle between two requests, and an
+  // idle model is evicted at once when another waits, so each switch now serves the other client's one request
+  // (the seed's 2 s quiet kept a model loaded across such gaps).
   const { switches, served, rejected, sent } = alternate("sequential");
   assert.equal(rejected, 0);
   assert.equal(served, sent);
-  assert.ok(served >= 100, `served ${served}`);
-  assert.ok(switches <= 60 / 6 + 1, `switches: ${switches}`);
+  assert.ok(served >= 10, `served ${served}`);
+  assert.ok(switches <= served, `switches: ${switches}, served: ${served}`);
 });
 
 // ---- rule 6: admin ----
