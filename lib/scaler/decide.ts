@@ -1073,24 +1073,32 @@ function shuttingDown(ids: string[], s: SchedulerState): SchedulerEffect {
   return reject(ids, 503, "shutting_down", "the proxy is shutting down", s.policy.unavailableRetryAfter);
 }
 
-/** The earliest time something is due: held deadlines, operation and drain deadlines, idle and sleep timers. */
+/**
+ * The earliest time still ahead at which something is due: held deadlines, operation and drain deadlines, idle and
+ * sleep timers. What is already due and was not done waits for an event, not for the clock (a sleep put off while a
+ * neighbour starts or wakes, vllm-project/vllm#36753: its answer comes back as an event); it must not hide the
+ * deadlines that follow it.
+ */
 function nextDeadline(ctx: Ctx): number | null {
   const { s, now } = ctx;
   let at = Number.POSITIVE_INFINITY;
-  for (const h of s.held) if (h.deadline < at) at = h.deadline;
+  const consider = (t: number) => {
+    if (t > now && t < at) at = t;
+  };
+  for (const h of s.held) consider(h.deadline);
   if (s.observed) {
-    for (const t of ctx.recheck) if (t < at) at = t;
+    for (const t of ctx.recheck) consider(t);
     for (const e of Object.values(s.engines)) {
-      if (e.deadline !== null && e.deadline < at) at = e.deadline;
+      if (e.deadline !== null) consider(e.deadline);
       if (e.busy || isWaiting(s, e.model)) continue;
       const policy = modelPolicy(s.policy, e.model);
       if (e.status === "ready" && inflightOf(s, e.model) === 0) {
-        at = Math.min(at, e.lastUsed + policy.idleTimeout);
-        if (sleepsBeforeIdle(policy)) at = Math.min(at, e.lastUsed + policy.sleepAfter!);
-      } else if (e.status === "sleeping") at = Math.min(at, e.lastUsed + policy.idleTimeout);
+        consider(e.lastUsed + policy.idleTimeout);
+        if (sleepsBeforeIdle(policy)) consider(e.lastUsed + policy.sleepAfter!);
+      } else if (e.status === "sleeping") consider(e.lastUsed + policy.idleTimeout);
     }
   }
-  return Number.isFinite(at) && at > now ? at : null;
+  return Number.isFinite(at) ? at : null;
 }
 
 function announceLifecycle(ctx: Ctx): void {
