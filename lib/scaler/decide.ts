@@ -753,12 +753,13 @@ function goToSleep(ctx: Ctx, model: string, reason: string, evictedFor: string |
   if (Object.values(s.engines).some((o) => o !== e && transitional(o) && o.gpus.some((g) => e.gpus.includes(g)))) {
     return;
   }
-  const sleepers = Object.values(s.engines).filter((o) => o.status === "sleeping" || o.stoppingFromSleep);
+  const sleepers = sleepersOf(s);
   if (sleepers.length < s.policy.maxSleeping) {
     issueSleep(ctx, model, reason, evictedFor);
     return;
   }
-  if (sleepers.some((o) => o.status === "stopping")) return; // a slot frees up soon
+  // A slot frees up soon: a sleeper is being stopped or woken (its answer comes back as an event).
+  if (sleepers.some((o) => o.status === "stopping" || o.status === "waking")) return;
   const lru = sleepers.filter((o) => o.asleep).sort((a, b) => a.lastUsed - b.lastUsed)[0];
   if (lru && (explicit || lru.lastUsed < e.lastUsed)) {
     stop(ctx, lru.model, `maxSleeping ${s.policy.maxSleeping}: ${model} falls asleep`, false, model);
@@ -769,16 +770,27 @@ function goToSleep(ctx: Ctx, model: string, reason: string, evictedFor: string |
   }
 }
 
-/** After a config change lowered maxSleeping: the least recently used sleepers stop. */
+/** After a config change lowered maxSleeping (or more sleepers were read back): the least recently used stop. */
 function keepSleepersBounded(ctx: Ctx): void {
   const { s } = ctx;
-  const sleepers = Object.values(s.engines).filter((o) => o.status === "sleeping" || o.stoppingFromSleep);
-  let excess = sleepers.length - s.policy.maxSleeping;
-  if (excess <= 0) return;
-  for (const o of sleepers.filter((x) => x.status === "sleeping" && x.asleep).sort((a, b) => a.lastUsed - b.lastUsed)) {
+  const sleepers = sleepersOf(s);
+  // Those already stopping are on their way out: count only the ones that stay.
+  let excess = sleepers.filter((o) => o.status !== "stopping").length - s.policy.maxSleeping;
+  const candidates = sleepers.filter((o) => o.status === "sleeping" && o.asleep && !isWaiting(s, o.model));
+  for (const o of candidates.sort((a, b) => a.lastUsed - b.lastUsed)) {
     if (excess-- <= 0) break;
-    if (!isWaiting(s, o.model)) stop(ctx, o.model, `maxSleeping ${s.policy.maxSleeping}`, false);
+    stop(ctx, o.model, `maxSleeping ${s.policy.maxSleeping}`, false);
   }
+}
+
+/**
+ * Engines that hold a sleeper's weights in host RAM, which maxSleeping bounds: falling asleep or asleep, waking
+ * (until the wake is confirmed), and stopping from one of those (until the process is gone).
+ */
+function sleepersOf(s: SchedulerState): EngineState[] {
+  return Object.values(s.engines).filter((o) =>
+    o.status === "sleeping" || o.status === "waking" || o.stoppingFromSleep
+  );
 }
 
 // ---- engine operations ----
@@ -903,7 +915,7 @@ function issueSleep(ctx: Ctx, model: string, reason: string, evictedFor: string 
 function stop(ctx: Ctx, model: string, reason: string, force: boolean, evictedFor: string | null = null): void {
   const { now } = ctx;
   const e = edit(ctx, model);
-  e.stoppingFromSleep = e.status === "sleeping";
+  e.stoppingFromSleep = e.status === "sleeping" || e.status === "waking";
   e.status = "stopping";
   e.since = now;
   e.then = null;

@@ -282,7 +282,7 @@ export interface EngineState {
   force: boolean;
   /** Stop attempts for the current stop (one retry, then read the world back). */
   stopAttempts: number;
-  /** It was asleep when its stop began (it still holds host RAM until gone: counts against maxSleeping). */
+  /** It was asleep or waking when its stop began (it holds host RAM until gone: counts against maxSleeping). */
   stoppingFromSleep: boolean;
   /** The model evicted to make room for this one and when (switch metrics). */
   switchFrom: string | null;

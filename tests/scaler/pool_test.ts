@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import type { ChillConfigInput } from "../../lib/config/schema.ts";
 import { type Facts, Ledger, type ModelFacts } from "./ledger.ts";
-import { Sim } from "./sim.ts";
+import { type Fx, Sim } from "./sim.ts";
 
 interface M {
   share?: number;
@@ -61,8 +61,8 @@ function pool(models: Record<string, M>, config: ChillConfigInput = {}): Ledger 
 }
 
 /** Effects of `type` for `model` so far. */
-function fx(l: Ledger, type: "start" | "sleep" | "wake" | "stop", model?: string) {
-  return l.sim.of(type).filter((e) => model === undefined || e.model === model);
+function fx<T extends "start" | "sleep" | "wake" | "stop">(l: Ledger, type: T, model?: string): Fx<T>[] {
+  return l.sim.of(type).filter((e) => model === undefined || (e as { model: string }).model === model);
 }
 
 /** Starts `model` for one request, serves it and releases it: the model is ready and idle. */
@@ -92,4 +92,63 @@ Deno.test("timer: a sleep put off while a neighbour starts does not disarm the t
   // b's stop is confirmed: a falls asleep now.
   l.answer("b", true);
   assert.equal(fx(l, "sleep", "a").length, 1);
+});
+
+// ---- maxSleeping ----
+
+Deno.test("maxSleeping: a waking engine still holds its weights in host RAM: nothing falls asleep beside it", () => {
+  const l = pool({ a: { sleepAfter: 1000 }, c: { sleepAfter: 1000 } }, {
+    maxSleeping: 1,
+    process: { gpus: ["0", "1"] },
+  });
+  warm(l, "a"); // on GPU 0
+  const c1 = l.request("c"); // on GPU 1, serving
+  l.answer("c", true);
+  assert.deepEqual(fx(l, "start", "c")[0].gpus, ["1"]);
+  l.advance(1000);
+  l.answer("a", true); // asleep
+  l.request("a");
+  assert.equal(fx(l, "wake", "a").length, 1);
+  l.release(c1);
+  l.advance(1000); // c's sleepAfter while a wakes: put off
+  assert.equal(fx(l, "sleep", "c").length, 0, "a's weights are still in host RAM");
+  l.answer("a", true); // woke
+  assert.equal(fx(l, "sleep", "c").length, 1, "c falls asleep once a's wake is confirmed");
+});
+
+Deno.test("maxSleeping: a failed wake's engine counts as a sleeper until its stop is confirmed", () => {
+  const l = pool({ a: { sleepAfter: 1000 }, c: { sleepAfter: 1000 } }, {
+    maxSleeping: 1,
+    process: { gpus: ["0", "1"] },
+  });
+  warm(l, "a");
+  const c1 = l.request("c");
+  l.answer("c", true);
+  l.advance(1000);
+  l.answer("a", true);
+  l.request("a");
+  l.release(c1);
+  l.answer("a", false); // the wake failed: a is stopped, then cold-started
+  assert.equal(fx(l, "stop", "a").length, 1);
+  l.advance(1000);
+  assert.equal(fx(l, "sleep", "c").length, 0, "a's process still holds its weights");
+  l.answer("a", true); // a's stop confirmed → a cold-starts (on GPU 0); c may sleep now
+  assert.equal(fx(l, "sleep", "c").length, 1);
+});
+
+Deno.test("maxSleeping lowered by a config reload: only the excess, least recently used, is stopped", () => {
+  const models = { a: { share: 300, sleepAfter: 1000 }, b: { share: 300, sleepAfter: 1000 } };
+  const l = pool(models, { maxSleeping: 2 });
+  warm(l, "a");
+  l.advance(10);
+  warm(l, "b");
+  l.advance(1000);
+  l.answer("a", true);
+  l.answer("b", true);
+  assert.equal(l.sim.status("a"), "sleeping");
+  assert.equal(l.sim.status("b"), "sleeping");
+  const lowered = pool(models, { maxSleeping: 1 }).sim.state.policy;
+  l.facts.maxSleeping = 2; // the bound the world was built under; the reload lowers it from now on
+  l.sim.send({ type: "configure", policy: lowered });
+  assert.deepEqual(l.sim.of("stop").map((s) => [s.model, s.reason]), [["a", "maxSleeping 1"]]);
 });
