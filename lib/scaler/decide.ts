@@ -385,10 +385,23 @@ function onObserved(ctx: Ctx, observed: ObservedEngine[]): void {
     for (const g of gpus) used.set(g, (used.get(g) ?? 0) + share);
   };
   const fits = (gpus: readonly string[], share: number) => gpus.every((g) => (used.get(g) ?? 0) + share <= 1000);
-  for (const o of observed) {
+  // Engines that serve keep their room first; those being stopped anyway (terminating, failed, of a model no
+  // longer configured) take none here: placement counts them as leaving until they are gone, and stopping a
+  // serving engine to make room for one on its way out would free nothing.
+  const rank = (o: ObservedEngine) =>
+    o.unknown
+      ? 3
+      : o.phase === "ready"
+      ? 0
+      : o.phase === "sleeping"
+      ? 1
+      : o.phase === "pending" || o.phase === "starting"
+      ? 2
+      : 3;
+  for (const o of [...observed].sort((a, b) => rank(a) - rank(b))) {
     if (s.engines[o.model]) continue;
     const policy = modelPolicy(s.policy, o.model);
-    const holds = o.phase !== "sleeping" || s.policy.sleepHoldsGpu;
+    const holds = rank(o) < 3 && (o.phase !== "sleeping" || s.policy.sleepHoldsGpu);
     // A process is bound to its devices; where the backend does not say (Kubernetes), the first GPUs with room.
     const gpus = o.gpus ? [...o.gpus] : s.policy.gpuIds
       .filter((g) => !holds || (used.get(g) ?? 0) + policy.share <= 1000)
@@ -405,7 +418,10 @@ function onObserved(ctx: Ctx, observed: ObservedEngine[]): void {
       case "ready":
         engine.status = "ready";
         engine.readySince = now;
-        if (overCapacity) stop(ctx, o.model, "observed beyond the pool's GPU room", false);
+        if (!overCapacity) break;
+        // Requests still running on it (the world was read back after a failed stop): they finish first.
+        if (inflightOf(s, o.model) > 0) drain(ctx, o.model, "stop", "observed beyond the pool's GPU room", null);
+        else stop(ctx, o.model, "observed beyond the pool's GPU room", false);
         break;
       case "sleeping":
         engine.status = "sleeping";

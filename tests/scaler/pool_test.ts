@@ -152,3 +152,55 @@ Deno.test("maxSleeping lowered by a config reload: only the excess, least recent
   l.sim.send({ type: "configure", policy: lowered });
   assert.deepEqual(l.sim.of("stop").map((s) => [s.model, s.reason]), [["a", "maxSleeping 1"]]);
 });
+
+// ---- reading the world back (rule 5) ----
+
+Deno.test("read back: an engine being stopped takes no room from one that serves, whatever the order", () => {
+  const config = { process: { gpus: ["0", "1"] }, idleTimeout: "10m" };
+  const models = {
+    a: { modelName: "org/a", tensorParallelSize: 2, gpuMemoryUtilization: 0.8 },
+    b: { modelName: "org/b", gpuMemoryUtilization: 0.6 },
+  };
+  const sim = new Sim({ ...config, models }, null);
+  const fx = sim.send({
+    type: "observed",
+    op: 0,
+    engines: [{ model: "b", phase: "terminating", gpus: ["0"] }, { model: "a", phase: "ready", gpus: ["0", "1"] }],
+  });
+  assert.deepEqual(sim.of("stop", fx).map((s) => s.model), ["b"], "a keeps serving");
+  assert.equal(sim.status("a"), "ready");
+  assert.deepEqual(sim.granted(sim.req("r1", "a")), ["r1"]);
+});
+
+Deno.test("read back after a failed stop: a ready engine really beyond the room drains its requests first", () => {
+  const models = { a: { share: 500 }, b: { share: 400 }, c: { share: 100, idleTimeout: 1000 } };
+  const l = pool(models, { idleTimeout: "10m" });
+  warm(l, "c");
+  const a1 = l.request("a");
+  l.answer("a", true);
+  const b1 = l.request("b");
+  l.answer("b", true);
+  l.advance(1000); // c idles out: its stop fails twice, the world is read back
+  l.answer("c", false);
+  l.answer("c", false);
+  assert.equal(l.pendingModels().join(), "<observe>");
+  // Meanwhile a config reload made a bigger: a (0.7) and b (0.4) no longer fit together.
+  const bigger = pool({ ...models, a: { share: 700 } }).sim.state.policy;
+  l.sim.send({ type: "configure", policy: bigger });
+  const fx = l.sim.send({
+    type: "observed",
+    op: l.observeOp!,
+    engines: [
+      { model: "b", phase: "ready", gpus: ["0"] },
+      { model: "a", phase: "ready", gpus: ["0"] },
+      { model: "c", phase: "terminating", gpus: ["0"] },
+    ],
+  });
+  assert.deepEqual(l.sim.of("stop", fx).map((s) => s.model), ["c"], "a is not stopped with a1 in flight");
+  assert.equal(l.sim.status("a"), "draining");
+  assert.deepEqual(l.sim.of("stop", l.sim.release(a1)).map((s) => [s.model, s.reason]), [[
+    "a",
+    "observed beyond the pool's GPU room",
+  ]]);
+  l.sim.release(b1);
+});
