@@ -366,11 +366,12 @@ function onStopFailed(ctx: Ctx, model: string, reason: string): void {
     `unload failed: the engine of "${model}" did not stop (${reason})`,
     "unload_failed",
   );
-  // Read the world back and continue from what it says.
+  // Read the world back and continue from what it says (a read-back already under way covers this engine too).
+  s.reason = `stop of ${model} failed twice; reading the engines back`;
+  if (!s.observed) return;
   s.observed = false;
   s.op++;
   s.observeOp = s.op;
-  s.reason = `stop of ${model} failed twice; reading the engines back`;
   ctx.fx.push({ type: "observe", op: s.op });
 }
 

@@ -204,3 +204,24 @@ Deno.test("read back after a failed stop: a ready engine really beyond the room 
   ]]);
   l.sim.release(b1);
 });
+
+Deno.test("read back: a stop that fails twice during a read-back asks for no second one", () => {
+  const l = pool({ a: { share: 400 }, c: { share: 400 } });
+  l.request("a");
+  l.request("c");
+  l.answer("a", false); // both starts fail: both engines are stopped
+  l.answer("c", false);
+  l.answer("a", false);
+  l.answer("a", false); // a's stops failed: read the world back
+  assert.equal(l.sim.of("observe").length, 1);
+  l.answer("c", false);
+  l.answer("c", false); // c's stops fail during the read-back, which covers c too
+  assert.equal(l.sim.of("observe").length, 1);
+  const a1 = l.request("a"); // held while reading back
+  assert.equal(l.requests.get(a1)!.state, "held");
+  l.answer("<observe>", true); // both still there, terminating
+  assert.deepEqual(l.sim.of("stop").slice(-2).map((s) => s.model).sort(), ["a", "c"]);
+  l.answer("a", true);
+  l.answer("a", true); // a stopped, then started again for a1
+  assert.equal(l.requests.get(a1)!.state, "granted");
+});
