@@ -533,7 +533,7 @@ function expireHeld(ctx: Ctx): void {
 
 function enforceDeadlines(ctx: Ctx): void {
   const { s, now } = ctx;
-  for (const e of Object.values(s.engines)) {
+  for (const e of enginesNow(s)) {
     if (e.deadline === null || now < e.deadline) continue;
     const policy = modelPolicy(s.policy, e.model);
     if (e.status === "starting") {
@@ -553,7 +553,7 @@ function enforceDeadlines(ctx: Ctx): void {
 function grantReady(ctx: Ctx): void {
   const { s } = ctx;
   if (!s.held.length) return;
-  for (const e of Object.values(s.engines)) {
+  for (const e of enginesNow(s)) {
     if (e.status !== "ready" || !s.held.some((h) => h.model === e.model)) continue;
     const taken = takeHeld(s, (h) => h.model === e.model);
     const ids: string[] = [];
@@ -574,7 +574,7 @@ function grantReady(ctx: Ctx): void {
 /** Rule 3: an engine being emptied sleeps or stops once nothing is in flight, or at drainTimeout. */
 function finishDrains(ctx: Ctx): void {
   const { s, now } = ctx;
-  for (const e of Object.values(s.engines)) {
+  for (const e of enginesNow(s)) {
     if (e.status !== "draining") continue;
     if (e.evictedFor !== null && !isWaiting(s, e.evictedFor)) {
       const draft = edit(ctx, e.model);
@@ -608,7 +608,7 @@ function finishDrains(ctx: Ctx): void {
 /** Rule 6: idle from the end of the last request: sleepAfter, then idleTimeout. */
 function idleTimers(ctx: Ctx): void {
   const { s, now } = ctx;
-  for (const e of Object.values(s.engines)) {
+  for (const e of enginesNow(s)) {
     if (e.busy || isWaiting(s, e.model)) continue;
     const policy = modelPolicy(s.policy, e.model);
     if (e.status === "ready" && inflightOf(s, e.model) === 0) {
@@ -797,6 +797,17 @@ function keepSleepersBounded(ctx: Ctx): void {
   for (const o of candidates.sort((a, b) => a.lastUsed - b.lastUsed)) {
     if (excess-- <= 0) break;
     stop(ctx, o.model, `maxSleeping ${s.policy.maxSleeping}`, false);
+  }
+}
+
+/**
+ * Each engine as it is at this moment, for loops that act on engines: acting on one may change another (making
+ * room under maxSleeping stops the least recently used sleeper), which must then be seen as it now is.
+ */
+function* enginesNow(s: Draft): Generator<EngineState> {
+  for (const model of Object.keys(s.engines)) {
+    const e = s.engines[model];
+    if (e) yield e;
   }
 }
 

@@ -225,3 +225,22 @@ Deno.test("read back: a stop that fails twice during a read-back asks for no sec
   l.answer("a", true); // a stopped, then started again for a1
   assert.equal(l.requests.get(a1)!.state, "granted");
 });
+
+Deno.test("one pass of idle timers sees each engine as it is now: a sleeper stopped for maxSleeping is not stopped twice", () => {
+  const l = pool(
+    { c: { share: 300, sleepAfter: 30_000 }, a: { share: 300, sleepAfter: 1000 }, b: { share: 300, sleepAfter: 1000 } },
+    { maxSleeping: 2, idleTimeout: "60s" },
+  );
+  const c1 = l.request("c"); // c's engine comes first
+  l.answer("c", true);
+  warm(l, "a");
+  warm(l, "b");
+  l.advance(1000);
+  l.answer("a", true);
+  l.answer("b", true); // a and b asleep: maxSleeping reached
+  l.advance(29_000);
+  l.release(c1); // at 30 s: c falls asleep at 60 s, when a and b idle out
+  l.advance(30_000);
+  const stops = l.sim.of("stop").map((s) => `${s.model}: ${s.reason}`);
+  assert.deepEqual(stops, ["a: maxSleeping 2: c falls asleep", "b: idle"]);
+});
