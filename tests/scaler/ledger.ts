@@ -65,6 +65,8 @@ interface WorldEngine {
   asleep: boolean;
   sleepLevel: 1 | 2;
   pending: Op | null;
+  /** Requests granted to this engine (released or not: see `running`). */
+  granted: Set<string>;
   /** End of its last request while ready, or when it became ready. */
   lastUsed: number;
   /** Known failed (its stop may abort what is in flight). */
@@ -122,6 +124,13 @@ export class Ledger {
   inflight(model: string): number {
     let n = 0;
     for (const r of this.requests.values()) if (r.model === model && r.state === "granted") n++;
+    return n;
+  }
+
+  /** Requests running on this engine (granted to it and not released). */
+  running(e: WorldEngine): number {
+    let n = 0;
+    for (const id of e.granted) if (this.requests.get(id)!.state === "granted") n++;
     return n;
   }
 
@@ -238,6 +247,8 @@ export class Ledger {
     const e = this.world.get(model)!;
     e.phase = "failed";
     e.failed = true;
+    // Its process exited: no weights left in host RAM (its GPU memory is still counted until the stop is confirmed).
+    e.asleep = false;
     this.#send({ type: "engineFailed", model, reason: "process exited" });
   }
 
@@ -260,6 +271,14 @@ export class Ledger {
    * request and admin operation has been answered and every engine has gone idle and stopped.
    */
   settle(): void {
+    // Progress: with every operation answered at once with success and every request released, whatever is held
+    // is served at this very instant (nothing waits for time to pass when nothing is busy).
+    for (let round = 0; round < 100 && (this.pendingModels().length || this.#running().length); round++) {
+      for (const model of this.pendingModels()) if (this.pendingModels().includes(model)) this.answer(model, true);
+      for (const id of this.#running()) this.release(id);
+    }
+    const stuck = [...this.requests.values()].filter((r) => r.state === "held").map((r) => `${r.id} (${r.model})`);
+    assert.deepEqual(stuck, [], `held at ${this.now} though nothing is busy`);
     for (let round = 0; round < 200; round++) {
       for (const model of this.pendingModels()) if (this.pendingModels().includes(model)) this.answer(model, true);
       for (const r of this.requests.values()) if (r.state === "granted") this.release(r.id);
@@ -274,6 +293,10 @@ export class Ledger {
     assert.deepEqual(held, [], "every request was answered");
     assert.deepEqual([...this.admin.keys()], [], "every admin operation was answered");
     assert.deepEqual([...this.world.keys()], [], "every engine idled out and stopped");
+  }
+
+  #running(): string[] {
+    return [...this.requests.values()].filter((r) => r.state === "granted").map((r) => r.id);
   }
 
   // ---- the scheduler ----
@@ -310,7 +333,10 @@ export class Ledger {
         e.phase = "asleep";
         e.mem = this.facts.sleepHoldsGpu;
       } else if (kind === "wake") this.#becomeReady(e);
-      else if (e.phase === "ready" || e.phase === "asleep") e.lastUsed = this.now;
+      // Its stops failed while it slept: the process still lives, asleep (read back with /is_sleeping).
+      if (e.phase === "stopping" && !e.mem && !e.failed) e.phase = "asleep";
+      // The scheduler counts idle from the moment it reads an engine back.
+      if (e.phase === "ready" || e.phase === "asleep") e.lastUsed = this.now;
       const phase = e.phase === "starting"
         ? "starting"
         : e.phase === "ready"
@@ -320,6 +346,9 @@ export class Ledger {
         : e.phase === "stopping"
         ? "terminating"
         : "failed";
+      // Known limit: a read-back carries no sleep state for a terminating or failed engine, so one whose sleep or
+      // wake failed and whose stops failed no longer counts against maxSleeping once read back.
+      if (phase === "terminating" || phase === "failed") e.asleep = false;
       engines.push({
         model: e.model,
         phase,
@@ -353,6 +382,7 @@ export class Ledger {
           asleep: false,
           sleepLevel: 1,
           pending: { kind: "start", op: fx.op, deadline: fx.deadline },
+          granted: new Set(),
           lastUsed: now,
           failed: false,
         });
@@ -371,7 +401,7 @@ export class Ledger {
         const e = engine(fx.model);
         idle(e, "sleep");
         assert.equal(e.phase, "ready", `sleep of ${fx.model} while ${e.phase}`);
-        assert.equal(this.inflight(fx.model), 0, `sleep of ${fx.model} with requests in flight`);
+        assert.equal(this.running(e), 0, `sleep of ${fx.model} with requests in flight`);
         e.phase = "fallingAsleep";
         e.asleep = true;
         e.sleepLevel = fx.level;
@@ -394,10 +424,10 @@ export class Ledger {
         const e = engine(fx.model);
         assert.notEqual(e.pending?.kind, "stop", `stop of ${fx.model} while a stop is in progress`);
         // A stop of an engine already stopping (a retry, or after reading the world back) continues that stop.
-        if (this.inflight(fx.model) > 0 && e.phase !== "stopping") {
+        if (this.running(e) > 0 && e.phase !== "stopping") {
           assert.ok(
             e.failed || /drainTimeout/.test(fx.reason),
-            `stop of ${fx.model} with ${this.inflight(fx.model)} in flight (${fx.reason})`,
+            `stop of ${fx.model} with ${this.running(e)} in flight (${fx.reason})`,
           );
         }
         if (e.pending) this.stale.push({ model: e.model, op: e.pending });
@@ -419,6 +449,7 @@ export class Ledger {
           assert.equal(r.state, "held", `grant of ${id}, ${r.state}`);
           assert.equal(r.model, fx.model, `grant of ${id} (for ${r.model}) to ${fx.model}`);
           r.state = "granted";
+          e.granted.add(id);
           this.counts.grants++;
         }
         break;
@@ -487,6 +518,13 @@ export class Ledger {
       return;
     }
     const waiting = new Set([...this.requests.values()].filter((r) => r.state === "held").map((r) => r.model));
+    // Rule 1: nothing stays held for a model whose engine is ready (and not draining).
+    for (const model of waiting) {
+      const e = this.world.get(model);
+      if (e?.phase === "ready" && !e.pending && this.status.get(model)?.to === "ready") {
+        assert.fail(`a request for ${model} is held at ${now} though its engine is ready`);
+      }
+    }
     for (const a of this.admin.values()) if (a.kind === "load" && a.model !== null) waiting.add(a.model);
     for (const e of this.world.values()) {
       if (e.pending?.deadline != null) due.push({ at: e.pending.deadline, what: `${e.pending.kind} of ${e.model}` });
