@@ -280,8 +280,9 @@ function onAdminSleep(ctx: Ctx, id: string, model: string): void {
   if (e.status === "ready" || (e.status === "draining" && e.then === "sleep")) {
     s.admin.push({ id, kind: "sleep", models: [model] });
     if (e.status === "ready") {
-      if (inflightOf(s, model) > 0) drain(ctx, model, "sleep", "admin sleep", null);
-      else goToSleep(ctx, model, "admin sleep", null, true);
+      // Through a drain even with nothing in flight: finishDrains puts it to sleep at once, or again at every
+      // event while the sleep must wait (a sleeper being stopped for maxSleeping, a neighbour starting).
+      drain(ctx, model, "sleep", "admin sleep", null);
     } else {
       // An eviction's drain: it now falls asleep whether or not the other model still waits.
       edit(ctx, model).evictedFor = null;
