@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import type { ChillConfigInput } from "../../lib/config/schema.ts";
 import { type Facts, Ledger, type ModelFacts } from "./ledger.ts";
 import { type Fx, Sim } from "./sim.ts";
+import { gpuUsageOf } from "../../lib/scaler/decide.ts";
 
 interface M {
   share?: number;
@@ -243,4 +244,648 @@ Deno.test("one pass of idle timers sees each engine as it is now: a sleeper stop
   l.advance(30_000);
   const stops = l.sim.of("stop").map((s) => `${s.model}: ${s.reason}`);
   assert.deepEqual(stops, ["a: maxSleeping 2: c falls asleep", "b: idle"]);
+});
+
+// ---- helpers for the rules ----
+
+function state(l: Ledger, id: string): string {
+  return l.requests.get(id)!.state;
+}
+
+/** The scheduler's own view of the awake share of every GPU never exceeds a whole GPU either. */
+function assertAwakeWithin(l: Ledger): void {
+  for (const [gpu, { awake }] of Object.entries(gpuUsageOf(l.sim.state))) {
+    assert.ok(awake <= 1000, `GPU ${gpu}: awake share ${awake}`);
+  }
+}
+
+// ---- rule 1 ----
+
+Deno.test("rule 1: ready → forwarded at once; cold → held and started; sleeping → held and woken", () => {
+  const l = pool({ a: { share: 500, sleepAfter: 1000 } });
+  const a1 = l.request("a");
+  assert.equal(state(l, a1), "held");
+  assert.equal(fx(l, "start", "a").length, 1);
+  l.answer("a", true);
+  assert.equal(state(l, a1), "granted");
+  l.release(a1);
+  const a2 = l.request("a");
+  assert.equal(state(l, a2), "granted", "ready: at once");
+  l.release(a2);
+  l.advance(1000);
+  l.answer("a", true); // asleep
+  const a3 = l.request("a");
+  assert.equal(state(l, a3), "held");
+  assert.equal(fx(l, "wake", "a").length, 1);
+  assert.equal(fx(l, "start", "a").length, 1, "woken, not started again");
+  l.answer("a", true);
+  assert.equal(state(l, a3), "granted");
+});
+
+// ---- rule 2 ----
+
+Deno.test("rule 2: the newcomer starts only once its victim's sleep is confirmed; nothing reaches a sleeping or waking engine", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000 }, b: { share: 600, sleepAfter: 60_000 } });
+  warm(l, "a");
+  const b1 = l.request("b");
+  assert.equal(fx(l, "sleep", "a").length, 1, "a, idle, is put to sleep at once");
+  assert.equal(fx(l, "start", "b").length, 0, "b waits for the sleep to be confirmed");
+  const a2 = l.request("a"); // a is falling asleep: held
+  assertAwakeWithin(l);
+  l.answer("a", true);
+  assert.equal(fx(l, "start", "b").length, 1);
+  assert.equal(state(l, a2), "held");
+  l.answer("b", true);
+  assert.equal(state(l, b1), "granted");
+  assert.equal(state(l, a2), "held", "b serves within its minLoadedTime; a waits");
+  l.release(b1); // b idle: it makes room for a
+  assert.equal(fx(l, "sleep", "b").length, 1);
+  assert.equal(fx(l, "wake", "a").length, 0, "a wakes only once b's sleep is confirmed");
+  l.answer("b", true);
+  assert.equal(fx(l, "wake", "a").length, 1);
+  assert.equal(state(l, a2), "held", "nothing is forwarded to a waking engine");
+  assertAwakeWithin(l);
+  l.answer("a", true);
+  assert.equal(state(l, a2), "granted");
+});
+
+Deno.test("rule 2: a model that may not sleep is stopped, and the newcomer starts once the stop is confirmed", () => {
+  const l = pool({ a: { share: 600 }, b: { share: 600 } });
+  warm(l, "a");
+  l.request("b");
+  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["a", "making room for b"]]);
+  assert.equal(fx(l, "start", "b").length, 0);
+  l.answer("a", true);
+  assert.equal(fx(l, "start", "b").length, 1);
+});
+
+// ---- rule 3 ----
+
+Deno.test("rule 3: room is made from the least recently used idle model; it sleeps when it may, else it stops", () => {
+  const l = pool({
+    a: { share: 300, sleepAfter: 60_000 },
+    b: { share: 300 },
+    c: { share: 300, sleepAfter: 60_000 },
+    d: { share: 400 },
+  });
+  warm(l, "a");
+  l.advance(10);
+  warm(l, "b");
+  l.advance(10);
+  warm(l, "c");
+  l.request("d"); // 0.3 × 3 + 0.4: one must go, the least recently used (a), which may sleep
+  assert.deepEqual(fx(l, "sleep").map((s) => s.model), ["a"]);
+  assert.equal(fx(l, "stop").length, 0);
+  l.answer("a", true);
+  l.answer("d", true);
+  l.release([...l.requests.values()].find((r) => r.model === "d")!.id);
+  // a wants its room back: now b is the least recently used, and b may not sleep.
+  l.advance(10);
+  l.request("a");
+  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["b", "making room for a"]]);
+  l.answer("b", true);
+  assert.equal(fx(l, "wake", "a").length, 1);
+  assert.deepEqual(
+    l.sim.of("metric").filter((m) => m.name === "eviction").map((m) => m.name === "eviction" && [m.model, m.action]),
+    [
+      ["a", "sleep"],
+      ["b", "stop"],
+    ],
+  );
+});
+
+Deno.test("rule 3 and POOL-NOTES (d) 7: drain before sleep — no /sleep until both streams end", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000 }, b: { share: 600 } }, { minLoadedTime: "0s" });
+  const s1 = l.request("a");
+  l.answer("a", true);
+  const s2 = l.request("a");
+  l.request("b");
+  assert.equal(l.sim.status("a"), "draining");
+  l.advance(5000);
+  l.release(s1);
+  assert.equal(fx(l, "sleep").length + fx(l, "stop").length, 0, "one stream still runs");
+  l.release(s2);
+  assert.deepEqual(fx(l, "sleep").map((s) => s.model), ["a"]);
+});
+
+Deno.test("rule 3: a drain is bounded by drainTimeout, and then the engine is stopped, never put to sleep", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000 }, b: { share: 600 } }, {
+    minLoadedTime: "0s",
+    drainTimeout: "20s",
+  });
+  const s1 = l.request("a");
+  l.answer("a", true);
+  l.request("b");
+  l.advance(19_999);
+  assert.equal(fx(l, "stop").length + fx(l, "sleep").length, 0);
+  l.advance(1);
+  assert.deepEqual(fx(l, "stop").map((s) => s.reason), ["making room for b (drainTimeout 20s reached, 1 in flight)"]);
+  assert.equal(fx(l, "sleep").length, 0, "vLLM's /sleep would abort what is in flight (vllm-project/vllm#45520)");
+  l.answer("a", true);
+  l.answer("b", true);
+  l.release(s1); // the stream's connection ends with the engine
+});
+
+// ---- rule 4 ----
+
+Deno.test("rule 4 and POOL-NOTES (d) 3: a busy model keeps its GPU for minLoadedTime; the waiting model is then served before its holdTimeout", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000 }, b: { share: 600, holdTimeout: 60_000 } }, {
+    minLoadedTime: "30s",
+  });
+  const first = l.request("a");
+  l.answer("a", true); // a ready at 0
+  let b1 = "";
+  const heldForA: string[] = [];
+  // A new request for a every second, each lasting 1.5 s: a is never idle.
+  const running: { id: string; until: number }[] = [{ id: first, until: 1500 }];
+  for (let t = 1000; t <= 40_000; t += 1000) {
+    l.advance(1000);
+    for (const r of running.filter((r) => r.until <= l.now && state(l, r.id) === "granted")) l.release(r.id);
+    if (t === 5000) b1 = l.request("b");
+    const id = l.request("a");
+    if (state(l, id) === "granted") running.push({ id, until: l.now + 1500 });
+    else heldForA.push(id);
+    for (const model of l.pendingModels()) l.answer(model, true);
+    if (b1 && state(l, b1) === "granted") break;
+  }
+  assert.equal(state(l, b1), "granted");
+  assert.ok(l.now >= 30_000, `b served at ${l.now}, not before a's minLoadedTime`);
+  assert.ok(l.now <= 32_000, `b served at ${l.now}: drain (≤ 1.5 s), sleep and start`);
+  assert.ok(heldForA.length > 0, "a's requests arriving while it drains are held");
+  // Served in batches: once b is idle, a wakes and gets everything held for it at once.
+  l.release(b1);
+  for (const model of l.pendingModels()) l.answer(model, true);
+  for (const model of l.pendingModels()) l.answer(model, true);
+  assert.deepEqual(heldForA.map((id) => state(l, id)), heldForA.map(() => "granted"));
+});
+
+Deno.test("rule 4: no request waits longer than its holdTimeout, even inside another model's minLoadedTime", () => {
+  const l = pool({ a: { share: 600 }, b: { share: 600, holdTimeout: 10_000 } }, { minLoadedTime: "1m" });
+  const a1 = l.request("a");
+  l.answer("a", true);
+  l.advance(1000);
+  const b1 = l.request("b");
+  l.advance(9999);
+  assert.equal(state(l, b1), "held");
+  l.advance(1);
+  assert.equal(state(l, b1), "rejected");
+  assert.equal(l.sim.rejection(b1)?.status, 504);
+  assert.equal(state(l, a1), "granted", "a kept serving");
+  assert.equal(fx(l, "stop").length, 0);
+});
+
+Deno.test("rule 4: an idle model is evicted at once, even inside its minLoadedTime", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000 }, b: { share: 600 } }, { minLoadedTime: "1h" });
+  warm(l, "a"); // ready and idle at 0
+  l.advance(1);
+  l.request("b");
+  assert.deepEqual(fx(l, "sleep").map((s) => s.model), ["a"]);
+});
+
+Deno.test("rule 4 and POOL-NOTES (d) 2: collation — requests arriving A B A B are served A A then B B, one switch", () => {
+  const l = pool({ a: { share: 600 }, b: { share: 600 } });
+  const order = ["a", "b", "a", "b", "a", "a", "b", "a", "a", "a", "a", "a"].map((m) => l.request(m));
+  l.answer("a", true);
+  const as = order.filter((id) => l.requests.get(id)!.model === "a");
+  const bs = order.filter((id) => l.requests.get(id)!.model === "b");
+  assert.deepEqual(as.map((id) => state(l, id)), as.map(() => "granted"), "all of a's at once");
+  assert.deepEqual(bs.map((id) => state(l, id)), bs.map(() => "held"));
+  for (const id of as) l.release(id);
+  l.answer("a", true); // stopped
+  l.answer("b", true); // started
+  assert.deepEqual(bs.map((id) => state(l, id)), bs.map(() => "granted"), "all of b's at once");
+  const switches = l.sim.of("metric").filter((m) => m.name === "switch");
+  assert.equal(switches.length, 1);
+});
+
+Deno.test("rule 4 and POOL-NOTES (d) 1: alternating clients — B is held while A streams; A is untouched until its stream ends", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000 }, b: { share: 600, sleepAfter: 60_000 } }, {
+    minLoadedTime: "10s",
+    drainTimeout: "5m",
+  });
+  const stream = l.request("a");
+  l.answer("a", true);
+  const b1 = l.request("b");
+  l.advance(60_000); // a's stream outlives minLoadedTime: a drains, nothing is slept or stopped
+  assert.equal(state(l, b1), "held");
+  assert.equal(l.sim.status("a"), "draining");
+  assert.equal(fx(l, "sleep").length + fx(l, "stop").length, 0);
+  l.release(stream);
+  assert.deepEqual(fx(l, "sleep").map((s) => s.model), ["a"]);
+  l.answer("a", true);
+  l.answer("b", true);
+  assert.equal(state(l, b1), "granted");
+});
+
+// ---- rule 5 ----
+
+Deno.test("rule 5 and POOL-NOTES (d) 9: a failed wake stops the engine and cold-starts it; its requests stay held", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 1000 } });
+  warm(l, "a");
+  l.advance(1000);
+  l.answer("a", true); // asleep
+  const a1 = l.request("a");
+  const a2 = l.request("a");
+  l.answer("a", false); // /wake_up 500
+  assert.deepEqual(fx(l, "stop").map((s) => s.reason), ["wake failed: boom"]);
+  assert.equal(l.sim.status("a"), "failed");
+  assert.deepEqual([state(l, a1), state(l, a2)], ["held", "held"]);
+  l.answer("a", true); // stopped → cold start
+  assert.equal(fx(l, "start", "a").length, 2);
+  l.answer("a", true);
+  assert.deepEqual([state(l, a1), state(l, a2)], ["granted", "granted"]);
+  assert.equal(l.sim.status("a"), "ready");
+});
+
+Deno.test("rule 5: a failed start answers its held requests with 503", () => {
+  const l = pool({ a: { share: 600 } });
+  const a1 = l.request("a");
+  l.answer("a", false, "CUDA out of memory");
+  assert.equal(state(l, a1), "rejected");
+  const rejection = l.sim.rejection(a1)!;
+  assert.equal(rejection.status, 503);
+  assert.match(rejection.message, /CUDA out of memory/);
+});
+
+Deno.test("rule 5: engines read back — sleeping ones (their level) wake, ready ones serve; sleepers take no room", () => {
+  const sim = new Sim({
+    process: { gpus: ["0"] },
+    startTimeout: "3m",
+    models: {
+      a: { modelName: "org/a", gpuMemoryUtilization: 0.6, sleepAfter: "1m" },
+      b: { modelName: "org/b", gpuMemoryUtilization: 0.6, sleepAfter: "1m" },
+    },
+  }, null);
+  sim.now = 1000;
+  sim.send({
+    type: "observed",
+    op: 0,
+    engines: [{ model: "a", phase: "sleeping", gpus: ["0"], sleepLevel: 2 }, {
+      model: "b",
+      phase: "ready",
+      gpus: ["0"],
+    }],
+  });
+  assert.equal(sim.status("a"), "sleeping");
+  assert.equal(gpuUsageOf(sim.state)["0"].awake, 600, "a sleeper's memory is free");
+  assert.deepEqual(sim.granted(sim.req("b1", "b")), ["b1"]);
+  sim.release("b1");
+  sim.req("a1", "a"); // b, idle, makes room; a wakes at level 2 (weights reloaded: startTimeout)
+  sim.slept("b");
+  const wake = sim.of("wake")[0];
+  assert.deepEqual([wake.model, wake.level, wake.deadline], ["a", 2, 1000 + 180_000]);
+});
+
+Deno.test("rule 5: more sleepers read back than maxSleeping → the least recently used ones are stopped", () => {
+  const models = Object.fromEntries(
+    ["a", "b", "c"].map((m) => [m, { modelName: `org/${m}`, gpuMemoryUtilization: 0.3, sleepAfter: "1m" }]),
+  );
+  const sim = new Sim({ maxSleeping: 1, models }, null);
+  const fx0 = sim.send({
+    type: "observed",
+    op: 0,
+    engines: ["a", "b", "c"].map((model) => ({ model, phase: "sleeping" as const, gpus: ["0"] })),
+  });
+  assert.equal(sim.of("stop", fx0).length, 2);
+  assert.equal(Object.values(sim.state.engines).filter((e) => e.status === "sleeping").length, 1);
+});
+
+// ---- rule 6 ----
+
+Deno.test("rule 6: idle is measured from the end of the last request: sleepAfter, then idleTimeout", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 10_000, idleTimeout: 60_000 } });
+  const stream = l.request("a");
+  l.answer("a", true);
+  l.advance(5000);
+  l.release(stream); // the stream ends at 5 s
+  l.advance(9999);
+  assert.equal(fx(l, "sleep").length, 0);
+  l.advance(1);
+  assert.equal(fx(l, "sleep").length, 1, "asleep at 15 s");
+  l.answer("a", true);
+  l.advance(49_999);
+  assert.equal(fx(l, "stop").length, 0);
+  l.advance(1);
+  assert.deepEqual(fx(l, "stop").map((s) => s.reason), ["idle"], "stopped at 65 s: 5 s + idleTimeout");
+});
+
+Deno.test("rule 6: a model whose sleepAfter is not shorter than its idleTimeout never sleeps", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000, idleTimeout: 60_000 } });
+  warm(l, "a");
+  l.advance(60_000);
+  assert.equal(fx(l, "sleep").length, 0);
+  assert.deepEqual(fx(l, "stop").map((s) => s.reason), ["idle"]);
+});
+
+Deno.test("rule 6 and POOL-NOTES (d) 4: a request 1 ms after /sleep is held, never forwarded, and wakes the model once the sleep is confirmed", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 5000 } });
+  warm(l, "a");
+  l.advance(5000);
+  assert.equal(fx(l, "sleep").length, 1);
+  l.advance(1);
+  const a1 = l.request("a");
+  assert.equal(state(l, a1), "held");
+  assert.equal(fx(l, "wake").length, 0, "no wake while falling asleep (vllm-project/vllm#36753)");
+  l.answer("a", true); // asleep
+  assert.equal(fx(l, "wake").length, 1);
+  assert.equal(state(l, a1), "held");
+  l.answer("a", true);
+  assert.equal(state(l, a1), "granted");
+});
+
+// ---- POOL-NOTES (d): the other scenarios ----
+
+Deno.test("POOL-NOTES (d) 5: starting counts — Y waits while X (0.8) starts; the awake share stays ≤ 1.0", () => {
+  const l = pool({ x: { share: 800 }, y: { share: 500 } }, { minLoadedTime: "30s" });
+  const x1 = l.request("x");
+  const y1 = l.request("y");
+  assert.deepEqual(fx(l, "start").map((s) => s.model), ["x"]);
+  assertAwakeWithin(l);
+  l.answer("x", true); // x serves x1 inside its minLoadedTime: y still waits
+  assert.equal(state(l, y1), "held");
+  assert.equal(fx(l, "stop").length, 0);
+  l.release(x1); // x idle: evicted (stopped: it may not sleep)
+  assert.deepEqual(fx(l, "stop").map((s) => s.model), ["x"]);
+  assert.equal(fx(l, "start", "y").length, 0);
+  l.answer("x", true);
+  l.answer("y", true);
+  assert.equal(state(l, y1), "granted");
+});
+
+Deno.test("POOL-NOTES (d) 6: a departed client — never granted once cancelled; a grant it missed is released back to 0", () => {
+  const l = pool({ a: { share: 600, idleTimeout: 10_000 } });
+  const gone = l.request("a");
+  const stays = l.request("a");
+  l.cancel(gone); // left while held
+  l.answer("a", true);
+  assert.equal(state(l, gone), "cancelled");
+  assert.equal(state(l, stays), "granted");
+  assert.equal(l.sim.inflight("a"), 1);
+  // The client of `stays` left just as it was granted: the cancel comes too late and changes nothing; the
+  // driver releases the grant it could not deliver.
+  l.sim.send({ type: "cancel", id: stays });
+  assert.equal(l.sim.inflight("a"), 1);
+  l.release(stays);
+  assert.equal(l.sim.inflight("a"), 0);
+  l.advance(10_000);
+  assert.deepEqual(fx(l, "stop").map((s) => s.reason), ["idle"], "not kept alive by a stuck counter");
+});
+
+Deno.test("POOL-NOTES (d) 8: a sleep that frees nothing (reported as a failed sleep) → the victim is stopped and the newcomer waits for it", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000 }, b: { share: 600 } });
+  warm(l, "a");
+  const b1 = l.request("b");
+  assert.deepEqual(fx(l, "sleep").map((s) => s.model), ["a"]);
+  l.answer("a", false, "memory still used after /sleep");
+  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [[
+    "a",
+    "sleep failed: memory still used after /sleep",
+  ]]);
+  assert.equal(fx(l, "start", "b").length, 0, "its memory is still counted");
+  l.answer("a", true);
+  l.answer("b", true);
+  assert.equal(state(l, b1), "granted");
+});
+
+Deno.test("POOL-NOTES (d) 10: level 2 — sleep and wake at level 2, the wake given a start's deadline", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 1000, sleepLevel: 2 } }, { startTimeout: "4m" });
+  warm(l, "a");
+  l.advance(1000);
+  assert.deepEqual(fx(l, "sleep").map((s) => s.level), [2]);
+  l.answer("a", true);
+  assert.deepEqual(l.sim.of("metric").filter((m) => m.name === "sleep").map((m) => m.name === "sleep" && m.level), [2]);
+  l.advance(500);
+  const a1 = l.request("a");
+  const wake = fx(l, "wake")[0];
+  assert.deepEqual([wake.level, wake.deadline], [2, l.now + 240_000]);
+  l.answer("a", true);
+  assert.equal(state(l, a1), "granted");
+});
+
+Deno.test("maxSleeping at every instant: the least recently used sleeper is stopped, and confirmed, before another falls asleep", () => {
+  const l = pool({ a: { share: 300, sleepAfter: 1000 }, b: { share: 300, sleepAfter: 1000 } }, { maxSleeping: 1 });
+  warm(l, "a");
+  l.advance(500);
+  warm(l, "b");
+  l.advance(500);
+  l.answer("a", true); // a asleep at 1 s
+  l.advance(500); // b's sleepAfter: a (least recently used) is stopped first
+  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["a", "maxSleeping 1: b falls asleep"]]);
+  assert.equal(fx(l, "sleep", "b").length, 0, "not while a's process still holds its weights");
+  l.answer("a", true);
+  assert.equal(fx(l, "sleep", "b").length, 1);
+});
+
+Deno.test("maxSleeping: an idle model that is the least recently used of all is stopped rather than put to sleep", () => {
+  const l = pool({ a: { share: 300, sleepAfter: 2000 }, b: { share: 300, sleepAfter: 1000 } }, { maxSleeping: 1 });
+  warm(l, "a");
+  warm(l, "b");
+  l.advance(1000);
+  l.answer("b", true); // b asleep, last used at 0 like a
+  l.advance(1000); // a's sleepAfter: b is not older, so a stops instead
+  assert.deepEqual(fx(l, "stop").map((s) => s.model), ["a"]);
+  assert.equal(fx(l, "sleep", "a").length, 0);
+});
+
+Deno.test("maxSleeping 0: nothing ever sleeps; an idle model is stopped at its sleepAfter, a victim is stopped", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 1000 }, b: { share: 600, sleepAfter: 1000 } }, { maxSleeping: 0 });
+  warm(l, "a");
+  l.request("b");
+  assert.deepEqual(fx(l, "stop").map((s) => s.model), ["a"]);
+  l.answer("a", true);
+  l.answer("b", true);
+  l.release([...l.requests.values()].find((r) => r.model === "b")!.id);
+  l.advance(1000);
+  assert.deepEqual(fx(l, "stop").map((s) => s.model), ["a", "b"]);
+  assert.equal(fx(l, "sleep").length, 0);
+});
+
+// ---- admin: load, sleep, unload ----
+
+Deno.test("admin load: starts a cold model, wakes a sleeping one, is done at once for a ready one", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 1000 } });
+  const load1 = l.adminOp("load", "a");
+  assert.equal(fx(l, "start").length, 1);
+  l.answer("a", true);
+  assert.ok(l.adminAnswered.has(load1));
+  assert.equal(l.sim.inflight(), 0, "a load is never in flight");
+  l.advance(1000);
+  l.answer("a", true); // asleep
+  const load2 = l.adminOp("load", "a");
+  assert.equal(fx(l, "wake").length, 1);
+  l.answer("a", true);
+  assert.ok(l.adminAnswered.has(load2));
+  const load3 = l.adminOp("load", "a");
+  assert.ok(l.adminAnswered.has(load3));
+});
+
+Deno.test("admin load makes room at once, without waiting for the busy model's minLoadedTime (it still drains)", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000 }, b: { share: 600 } }, { minLoadedTime: "1h" });
+  const a1 = l.request("a");
+  l.answer("a", true);
+  const load = l.adminOp("load", "b");
+  assert.equal(l.sim.status("a"), "draining");
+  l.release(a1);
+  l.answer("a", true); // asleep
+  l.answer("b", true);
+  assert.ok(l.adminAnswered.has(load));
+});
+
+Deno.test("admin sleep: an idle model falls asleep (done when confirmed); a busy one drains first", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000 } });
+  warm(l, "a");
+  const s1 = l.adminOp("sleep", "a");
+  assert.equal(fx(l, "sleep").length, 1);
+  assert.ok(!l.adminAnswered.has(s1));
+  l.answer("a", true);
+  assert.ok(l.adminAnswered.has(s1));
+  assert.ok(l.adminAnswered.has(l.adminOp("sleep", "a")), "already asleep: done at once");
+  const a1 = l.request("a");
+  l.answer("a", true); // woken
+  const s2 = l.adminOp("sleep", "a");
+  assert.equal(l.sim.status("a"), "draining");
+  assert.equal(fx(l, "sleep").length, 1, "not with a request in flight");
+  l.release(a1);
+  assert.equal(fx(l, "sleep").length, 2);
+  l.answer("a", true);
+  assert.ok(l.adminAnswered.has(s2));
+});
+
+Deno.test("admin sleep: refused with 409 when the model may not sleep, maxSleeping is 0, it is cold or busy", () => {
+  const refuse = (l: Ledger, model: string, code: string) => {
+    const id = l.adminOp("sleep", model);
+    const r = l.sim.rejection(id);
+    assert.deepEqual([r?.status, r?.code], [409, code], `${model}: ${JSON.stringify(r)}`);
+  };
+  const l = pool({ a: { share: 600 }, b: { share: 300, sleepAfter: 60_000 } });
+  warm(l, "a");
+  refuse(l, "a", "sleep_not_enabled");
+  refuse(l, "b", "model_not_loaded");
+  l.request("b");
+  refuse(l, "b", "model_busy"); // starting
+  const none = pool({ a: { share: 600, sleepAfter: 60_000 } }, { maxSleeping: 0 });
+  warm(none, "a");
+  refuse(none, "a", "sleep_not_enabled");
+});
+
+Deno.test("admin sleep within maxSleeping: the least recently used sleeper is stopped first", () => {
+  const l = pool({ a: { share: 300, sleepAfter: 1000 }, b: { share: 300, sleepAfter: 60_000 } }, { maxSleeping: 1 });
+  warm(l, "a");
+  warm(l, "b");
+  l.advance(1000);
+  l.answer("a", true); // a asleep
+  l.advance(10);
+  const s1 = l.adminOp("sleep", "b");
+  assert.deepEqual(fx(l, "stop").map((s) => s.model), ["a"]);
+  assert.equal(fx(l, "sleep", "b").length, 0);
+  l.answer("a", true);
+  l.answer("b", true);
+  assert.ok(l.adminAnswered.has(s1));
+});
+
+Deno.test("admin sleep: the engine stopped before it fell asleep → 503", () => {
+  const l = pool({ a: { share: 600, sleepAfter: 60_000 } });
+  warm(l, "a");
+  const s1 = l.adminOp("sleep", "a");
+  l.answer("a", false); // the sleep failed: stopped
+  assert.equal(l.sim.rejection(s1)?.status, 503);
+  l.answer("a", true);
+});
+
+Deno.test("admin unload: one model (ready or sleeping) or all; done once every engine is gone", () => {
+  const l = pool({ a: { share: 300, sleepAfter: 1000 }, b: { share: 300 }, c: { share: 300 } });
+  warm(l, "a");
+  warm(l, "b");
+  warm(l, "c");
+  l.advance(1000);
+  l.answer("a", true); // a asleep
+  const one = l.adminOp("unload", "a");
+  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["a", "unload"]]);
+  l.answer("a", true);
+  assert.ok(l.adminAnswered.has(one));
+  assert.ok(l.adminAnswered.has(l.adminOp("unload", "a")), "a cold model: done at once");
+  const b1 = l.request("b");
+  const all = l.adminOp("unload", null);
+  assert.deepEqual(fx(l, "stop").map((s) => s.model), ["a", "c"], "b drains first");
+  l.answer("c", true);
+  l.release(b1);
+  assert.deepEqual(fx(l, "stop").map((s) => s.model), ["a", "c", "b"]);
+  assert.ok(!l.adminAnswered.has(all));
+  l.answer("b", true);
+  assert.ok(l.adminAnswered.has(all));
+});
+
+// ---- Kubernetes ----
+
+Deno.test("Kubernetes policy: per-model holds whole GPUs (maxGpus), shared holds one slot; sleepers keep their GPUs", () => {
+  const k = { backend: "kubernetes" as const, models: { a: { modelName: "org/a", tensorParallelSize: 2 } } };
+  const perModel = new Sim({ ...k, layout: "per-model", maxGpus: 2 }).state.policy;
+  assert.deepEqual(perModel.gpuIds, ["0", "1"]);
+  assert.deepEqual([perModel.models.a.gpus, perModel.models.a.share], [2, 1000]);
+  assert.equal(perModel.sleepHoldsGpu, true);
+  const shared = new Sim(k).state.policy;
+  assert.deepEqual(shared.gpuIds, ["0"]);
+  assert.deepEqual([shared.models.a.gpus, shared.models.a.share], [1, 1000]);
+  assert.equal(shared.sleepHoldsGpu, true);
+  const process = new Sim({ models: { a: { modelName: "org/a" } } }).state.policy;
+  assert.deepEqual([process.gpuIds, process.models.a.share, process.sleepHoldsGpu], [["0"], 900, false]);
+});
+
+Deno.test("Kubernetes per-model: a sleeping pod still holds its GPU, so evictions stop (never sleep)", () => {
+  const k = { backend: "kubernetes" as const, layout: "per-model" as const, maxGpus: 1 };
+  const l = pool({ a: { sleepAfter: 1000 }, b: { sleepAfter: 1000 } }, k);
+  warm(l, "a");
+  l.advance(1000);
+  l.answer("a", true); // asleep, holding GPU 0
+  const b1 = l.request("b");
+  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["a", "making room for b"]]);
+  l.answer("a", true);
+  l.answer("b", true);
+  assert.equal(state(l, b1), "granted");
+  l.release(b1);
+  l.request("a"); // b is idle and may sleep, but sleeping frees nothing here: stopped
+  assert.deepEqual(fx(l, "stop").map((s) => s.model), ["a", "b"]);
+  assert.equal(fx(l, "sleep", "b").length, 0);
+});
+
+Deno.test("Kubernetes per-model, maxGpus 2: two one-GPU models side by side; a two-GPU model evicts both", () => {
+  const l = pool({ a: {}, b: { tensorParallelSize: 2 }, c: {} }, {
+    backend: "kubernetes",
+    layout: "per-model",
+    maxGpus: 2,
+  });
+  warm(l, "a");
+  warm(l, "c");
+  assert.deepEqual(fx(l, "start").map((s) => [s.model, s.gpus]), [["a", ["0"]], ["c", ["1"]]]);
+  const b1 = l.request("b");
+  assert.deepEqual(fx(l, "stop").map((s) => s.model).sort(), ["a", "c"]);
+  l.answer("a", true);
+  assert.equal(fx(l, "start", "b").length, 0, "c still holds GPU 1");
+  l.answer("c", true);
+  assert.deepEqual(fx(l, "start", "b")[0].gpus, ["0", "1"]);
+  l.answer("b", true);
+  assert.equal(state(l, b1), "granted");
+});
+
+Deno.test("Kubernetes shared layout: one engine at a time", () => {
+  const l = pool({ a: {}, b: { tensorParallelSize: 2 } }, { backend: "kubernetes" });
+  warm(l, "a");
+  const b1 = l.request("b");
+  assert.deepEqual(fx(l, "stop").map((s) => s.model), ["a"]);
+  l.answer("a", true);
+  assert.deepEqual(fx(l, "start", "b")[0].gpus, ["0"]);
+  l.answer("b", true);
+  assert.equal(state(l, b1), "granted");
+});
+
+Deno.test("Kubernetes: engines read back without GPU ids are placed on the first GPUs with room", () => {
+  const sim = new Sim({
+    backend: "kubernetes",
+    layout: "per-model",
+    maxGpus: 2,
+    models: { a: { modelName: "org/a" }, b: { modelName: "org/b" } },
+  }, null);
+  sim.send({ type: "observed", op: 0, engines: [{ model: "a", phase: "ready" }, { model: "b", phase: "sleeping" }] });
+  assert.deepEqual([sim.state.engines.a.gpus, sim.state.engines.b.gpus], [["0"], ["1"]]);
+  assert.deepEqual(gpuUsageOf(sim.state), { "0": { awake: 1000, models: ["a"] }, "1": { awake: 1000, models: ["b"] } });
 });
