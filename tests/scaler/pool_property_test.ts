@@ -14,7 +14,7 @@ import { type Facts, Ledger } from "./ledger.ts";
 import { Sim } from "./sim.ts";
 
 const SEED = Number(Deno.env.get("POOL_PROPERTY_SEED") ?? 20261206);
-const RUNS = Number(Deno.env.get("POOL_PROPERTY_RUNS") ?? 120);
+const RUNS = Number(Deno.env.get("POOL_PROPERTY_RUNS") ?? 250);
 const STEPS = Number(Deno.env.get("POOL_PROPERTY_STEPS") ?? 150);
 
 const IDLE = 60_000;
