@@ -280,7 +280,7 @@ Deno.test("decide: a switch waits while the active model serves, then evicts it 
   const fx = sim.release("a2");
   const stop = sim.of("stop", fx);
   assert.equal(stop.length, 1);
-  assert.equal(stop[0].reason, "making room for b");
+  assert.equal(stop[0].reason, "switch to b");
   assert.equal(stop[0].force, false);
   assert.equal(sim.lifecycle(), "switching");
   assert.deepEqual(Object.keys(sim.state.plans), ["b"]);
@@ -326,7 +326,7 @@ Deno.test("decide: a drain is bounded by drainTimeout; force strategy kills", ()
   assert.equal(sim.of("stop").length, 0);
   const fx = sim.advance(1);
   const stop = sim.of("stop", fx)[0];
-  assert.match(stop.reason, /making room for b \(drainTimeout 20s reached, 1 in flight\)/);
+  assert.match(stop.reason, /switch to b \(drainTimeout 20s reached, 1 in flight\)/);
   assert.equal(stop.force, true);
 });
 
@@ -339,7 +339,7 @@ Deno.test("decide: the next model is the one whose oldest held request is oldest
   sim.req("b1", "b");
   sim.req("b2", "b");
   sim.release("a1");
-  assert.equal(sim.of("stop").at(-1)?.reason, "making room for c");
+  assert.equal(sim.of("stop").at(-1)?.reason, "switch to c");
   sim.stopped("a");
   assert.equal(sim.of("start").at(-1)?.model, "c");
   sim.started("c");
@@ -406,7 +406,7 @@ Deno.test("decide: a switch requested during a cold start — nothing waits for 
   const stop = sim.of("stop", fx);
   assert.equal(stop.length, 1);
   assert.equal(stop[0].model, "a");
-  assert.equal(stop[0].reason, "making room for b");
+  assert.equal(stop[0].reason, "switch to b");
   assert.equal(sim.lifecycle(), "switching");
   assert.equal(sim.send({ type: "started", model: "a", op: startOp }).length, 0, "stale started ignored");
   const fx2 = sim.stopped("a");
@@ -432,7 +432,7 @@ Deno.test("decide: stop failure mid-switch → one retry, then 503 for the waiti
   assert.equal(sim.state.observed, false);
   // The world says a is still serving: continue from there and make room for c.
   const fx2 = sim.observed([{ model: "a", phase: "ready", gpus: ["0"] }]);
-  assert.equal(sim.of("stop", fx2)[0]?.reason, "making room for c");
+  assert.equal(sim.of("stop", fx2)[0]?.reason, "switch to c");
   sim.stopped("a");
   sim.started("c");
   assert.deepEqual(sim.granted(), ["c1"]);

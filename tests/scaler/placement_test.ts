@@ -129,13 +129,19 @@ Deno.test("placement: no start or wake on a GPU where another engine is in trans
   assert.deepEqual(place(input({ gpus: 1, share: 300 }, [starting])), { kind: "wait", gpus: ["0"], until: null });
   const fallingAsleep = occ("sleepy", ["0"], 300, "leaving", { transitional: true });
   assert.deepEqual(place(input({ gpus: 1, share: 300 }, [fallingAsleep])), { kind: "wait", gpus: ["0"], until: null });
-  // Another GPU without a transition is preferred, even with less room left after.
+  // Packing: the tightest fit wins even if a start is in progress there (whole GPUs stay free for big models);
+  // the start then waits for that transition.
   const gpuIds = ["0", "1"];
-  const other = occ("busy", ["1"], 600, "busy", { drainableAt: NOW + 1 });
-  assert.deepEqual(place(input({ gpus: 1, share: 300 }, [starting, other], { gpuIds })), {
-    kind: "fits",
-    gpus: ["1"],
+  const big = occ("starting", ["0"], 600, "transit", { transitional: true });
+  const small = occ("busy", ["1"], 300, "busy", { drainableAt: NOW + 1 });
+  assert.deepEqual(place(input({ gpus: 1, share: 300 }, [big, small], { gpuIds })), {
+    kind: "wait",
+    gpus: ["0"],
+    until: null,
   });
+  // At equal fit, the GPU without a transition.
+  const even = occ("busy", ["1"], 300, "busy", { drainableAt: NOW + 1 });
+  assert.deepEqual(place(input({ gpus: 1, share: 300 }, [starting, even], { gpuIds })), { kind: "fits", gpus: ["1"] });
 });
 
 // ---- several GPUs ----

@@ -313,7 +313,7 @@ Deno.test("rule 2: a model that may not sleep is stopped, and the newcomer start
   const l = pool({ a: { share: 600 }, b: { share: 600 } });
   warm(l, "a");
   l.request("b");
-  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["a", "making room for b"]]);
+  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["a", "switch to b"]]);
   assert.equal(fx(l, "start", "b").length, 0);
   l.answer("a", true);
   assert.equal(fx(l, "start", "b").length, 1);
@@ -342,7 +342,7 @@ Deno.test("rule 3: room is made from the least recently used idle model; it slee
   // a wants its room back: now b is the least recently used, and b may not sleep.
   l.advance(10);
   l.request("a");
-  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["b", "making room for a"]]);
+  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["b", "switch to a"]]);
   l.answer("b", true);
   assert.equal(fx(l, "wake", "a").length, 1);
   assert.deepEqual(
@@ -379,7 +379,7 @@ Deno.test("rule 3: a drain is bounded by drainTimeout, and then the engine is st
   l.advance(19_999);
   assert.equal(fx(l, "stop").length + fx(l, "sleep").length, 0);
   l.advance(1);
-  assert.deepEqual(fx(l, "stop").map((s) => s.reason), ["making room for b (drainTimeout 20s reached, 1 in flight)"]);
+  assert.deepEqual(fx(l, "stop").map((s) => s.reason), ["switch to b (drainTimeout 20s reached, 1 in flight)"]);
   assert.equal(fx(l, "sleep").length, 0, "vLLM's /sleep would abort what is in flight (vllm-project/vllm#45520)");
   l.answer("a", true);
   l.answer("b", true);
@@ -838,7 +838,7 @@ Deno.test("Kubernetes per-model: a sleeping pod still holds its GPU, so eviction
   l.advance(1000);
   l.answer("a", true); // asleep, holding GPU 0
   const b1 = l.request("b");
-  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["a", "making room for b"]]);
+  assert.deepEqual(fx(l, "stop").map((s) => [s.model, s.reason]), [["a", "switch to b"]]);
   l.answer("a", true);
   l.answer("b", true);
   assert.equal(state(l, b1), "granted");
