@@ -667,7 +667,7 @@ Deno.test("decide: observed failed → stop and remember the error; none → idl
   absent.send({ type: "observed", op: 0, engines: [] });
   assert.equal(absent.lifecycle(), "idle");
   assert.equal(absent.state.observed, true);
-  assert.equal(absent.state.reason, "observed absent", "no longer 'not observed yet'");
+  assert.equal(absent.state.reason, "engines read back", "no longer 'reading the engines back'");
 });
 
 Deno.test("decide: scale-only mode uses the key '*'", () => {
