@@ -213,7 +213,10 @@ Deno.test("workload faults: the pod deleted while serving a stream (eviction) â†
     const next = await chat(proxy.url, "model-a");
     assert.equal(next.status, 200, JSON.stringify(next.body));
     assert.equal(next.body.model, "model-a");
-    assert.equal(cluster.started.length, 2, "a new pod served the next request");
+    // The Deployment's own replacement pod may start before the proxy's stop/start cycle removes it (a known extra
+    // cold start, docs/RELIABILITY.md): a new pod either way, and exactly one left.
+    assert.ok(cluster.started.length >= 2, "a new pod served the next request");
+    await waitUntil(() => cluster.fake.kubelet.pods().length === 1, 3000, "exactly one pod");
     const metrics = await scrape(proxy.url);
     assert.equal(metricValue(metrics, "vllm_chill_inflight_requests", { model: "model-a" }), 0);
   });
