@@ -778,7 +778,8 @@ function goToSleep(ctx: Ctx, model: string, reason: string, evictedFor: string |
   }
   // A slot frees up soon: a sleeper is being stopped or woken (its answer comes back as an event).
   if (sleepers.some((o) => o.status === "stopping" || o.status === "waking")) return;
-  const lru = sleepers.filter((o) => o.asleep).sort((a, b) => a.lastUsed - b.lastUsed)[0];
+  // Never a sleeper that requests wait for: it is about to wake (often the very model this room is made for).
+  const lru = sleepers.filter((o) => o.asleep && !isWaiting(s, o.model)).sort((a, b) => a.lastUsed - b.lastUsed)[0];
   if (lru && (explicit || lru.lastUsed < e.lastUsed)) {
     stop(ctx, lru.model, `maxSleeping ${s.policy.maxSleeping}: ${model} falls asleep`, false, model);
   } else if (!lru && explicit) {

@@ -187,11 +187,21 @@ function planGpu(input: PlacementInput, gpu: string, freed: ReadonlySet<string>)
   for (const o of here) if (o.kind === "leaving") deficit -= o.share;
   const lru = (kinds: Occupant["kind"][]) =>
     here.filter((o) => kinds.includes(o.kind)).sort((a, b) => a.lastUsed - b.lastUsed || (a.model < b.model ? -1 : 1));
-  for (const o of lru(["idle", "asleep"])) {
+  const idle = lru(["idle", "asleep"]);
+  for (const o of idle) {
     if (deficit <= 0) break;
     victims.push({ model: o.model, how: "now", lastUsed: o.lastUsed });
     deficit -= o.share;
     tier = Tier.EvictIdle;
+  }
+  // No victim more than needed: one that a later (bigger) victim's room makes unnecessary stays, the most
+  // recently used first (LRU order picked them; this only drops the superfluous ones).
+  for (let i = victims.length - 1; i >= 0 && deficit < 0; i--) {
+    const share = idle.find((o) => o.model === victims[i].model)!.share;
+    if (deficit + share <= 0) {
+      deficit += share;
+      victims.splice(i, 1);
+    }
   }
   for (const o of lru(["busy"])) {
     if (deficit <= 0) break;

@@ -889,3 +889,40 @@ Deno.test("Kubernetes: engines read back without GPU ids are placed on the first
   assert.deepEqual([sim.state.engines.a.gpus, sim.state.engines.b.gpus], [["0"], ["1"]]);
   assert.deepEqual(gpuUsageOf(sim.state), { "0": { awake: 1000, models: ["a"] }, "1": { awake: 1000, models: ["b"] } });
 });
+
+Deno.test("maxSleeping: making room to wake a sleeper never stops that very sleeper; only needed victims go", () => {
+  // The demo's shape: two 1-GPU models share GPU 0, a tensor-parallel one needs most of both GPUs.
+  const l = pool(
+    {
+      p: { share: 600, sleepAfter: 60_000 },
+      e: { share: 150, sleepAfter: 60_000 },
+      big: {
+        share: 800,
+        sleepAfter: 60_000,
+        tensorParallelSize: 2,
+      },
+    },
+    { maxSleeping: 1, process: { gpus: ["0", "1"] } },
+  );
+  warm(l, "p");
+  l.advance(10);
+  warm(l, "e"); // packed beside p on GPU 0
+  l.advance(10);
+  const bigId = l.request("big"); // p alone makes enough room on GPU 0: e, older or not, stays
+  assert.deepEqual(fx(l, "sleep").map((s) => s.model), ["p"]);
+  l.answer("p", true);
+  l.answer("big", true);
+  assert.equal(l.requests.get(bigId)!.state, "granted");
+  l.release(bigId);
+  l.advance(10);
+  // p wants GPU 0 back: big alone makes room (e stays). The one sleeper slot is p's own, and p is about to wake:
+  // big is stopped, never p.
+  const pId = l.request("p");
+  assert.deepEqual(fx(l, "stop").map((s) => s.model), ["big"]);
+  l.answer("big", true);
+  assert.equal(fx(l, "wake", "p").length, 1, "p wakes instead of a cold start");
+  l.answer("p", true);
+  assert.equal(l.requests.get(pId)!.state, "granted");
+  assert.equal(fx(l, "start", "p").length, 1);
+  assert.equal(fx(l, "stop", "e").length + fx(l, "sleep", "e").length, 0, "e was never needed");
+});
