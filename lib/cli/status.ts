@@ -130,6 +130,30 @@ export function formatStatus(status: Partial<ScalerStatus> & Record<string, unkn
   if (status.lastError) {
     lines.push(`last error    ${status.lastError.at} ${status.lastError.model ?? ""}: ${status.lastError.reason}`);
   }
+  const models = Object.entries(status.models ?? {});
+  if (models.length) {
+    lines.push("models");
+    const width = Math.max(...models.map(([name]) => name.length));
+    for (const [name, m] of models) {
+      const parts = [
+        `  ${name.padEnd(width)}  ${m.status.padEnd(8)}`,
+        m.gpus.length ? `gpus ${m.gpus.join(",")} (share ${m.share})` : "",
+        m.inflight ? `in flight ${m.inflight}` : "",
+        m.held ? `held ${m.held}` : "",
+        m.lastWakeMs != null ? `last wake ${(m.lastWakeMs / 1000).toFixed(1)}s` : "",
+        m.lastUsed ? `last used ${m.lastUsed}` : "",
+        m.error ? `error: ${m.error}` : "",
+      ];
+      lines.push(parts.filter(Boolean).join("  "));
+    }
+  }
+  const gpus = Object.entries(status.gpus ?? {});
+  if (gpus.length) {
+    lines.push("gpus");
+    for (const [id, g] of gpus) {
+      lines.push(`  ${id}  awake ${g.awakeShare.toFixed(2)}  ${g.models.join(", ") || "(no engine)"}`);
+    }
+  }
   const backend = status.backend as Record<string, unknown> | undefined;
   if (backend && Object.keys(backend).length) {
     lines.push(`backend       ${Object.entries(backend).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`);

@@ -263,6 +263,8 @@ Deno.test("process e2e: `main.ts status --url` prints the state for a person; a 
     assert.match(ok.stdout, /^state\s+ready$/m);
     assert.match(ok.stdout, /^active model\s+a$/m);
     assert.match(ok.stdout, /last cold start\s+\d+\.\ds/);
+    assert.match(ok.stdout, /^ {2}a {2}ready\s+gpus 0 \(share 0\.9\)/m, "each model with its placement");
+    assert.match(ok.stdout, /^ {2}0 {2}awake 0\.90 {2}a$/m, "each GPU with its awake share");
     assertNoSecrets(ok.stdout, "the status output");
 
     const wrong = await within(runStatusCli(proxy.url, "not-the-admin-token"), 20_000, "status");
