@@ -347,14 +347,23 @@ export const VllmPodSchema = z
 
 /** Names of the Kubernetes objects vllm-chill drives. */
 export const TargetSchema = z.strictObject({
-  deployment: ObjectName.default("vllm").describe("vLLM Deployment scaled between 0 and 1."),
-  configMap: ObjectName.default("vllm-config").describe("ConfigMap holding the active model's configuration."),
-  service: ObjectName.default("vllm-svc").describe("Service to ensure; forwarded to at http://<service>:<port>."),
+  deployment: ObjectName.default("vllm").describe(
+    "vLLM Deployment scaled between 0 and 1; per-model layout: <deployment>-<model> for each model.",
+  ),
+  configMap: ObjectName.default("vllm-config").describe(
+    "ConfigMap holding the active model's configuration; per-model layout: <configMap>-<model>.",
+  ),
+  service: ObjectName.default("vllm-svc").describe(
+    "Service to ensure; forwarded to at http://<service>:<port>; per-model layout: <service>-<model>.",
+  ),
   port: z.int().min(1).max(65535).default(80).describe("Port of the vLLM Service."),
   url: z
     .url()
     .optional()
-    .describe("Forward here instead of the Service (e.g. http://127.0.0.1:8000 through a port-forward)."),
+    .describe(
+      "Forward here instead of the Service (e.g. http://127.0.0.1:8000 through a port-forward); {service} is " +
+        "replaced by the Service's name (per-model layout: required).",
+    ),
 });
 
 /** Process backend settings. */
@@ -464,6 +473,17 @@ export const ChillConfigSchema = z
         }
       }
     }
+    if (
+      config.backend === "kubernetes" && config.layout === "per-model" && config.target.url !== undefined &&
+      !config.target.url.includes("{service}")
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["target", "url"],
+        message: 'with layout "per-model" each model has its own Service: target.url must contain {service} ' +
+          "(e.g. http://127.0.0.1:8001/api/v1/namespaces/ai-apps/services/{service}:80/proxy through kubectl proxy)",
+      });
+    }
     // Two models answering to the same name would make routing ambiguous.
     const seen = new Map<string, string>();
     for (const [key, model] of Object.entries(config.models)) {
@@ -492,6 +512,22 @@ export const ChillConfigSchema = z
  */
 export function gpuCountOf(model: { gpus?: number; tensorParallelSize?: number }, defaultGpus: number): number {
   return model.gpus ?? model.tensorParallelSize ?? defaultGpus;
+}
+
+/**
+ * Whether a model "may sleep" (DESIGN.md): its `sleepAfter`, else the global one, is set. Its engine then runs
+ * with vLLM's sleep mode (`--enable-sleep-mode` and `VLLM_SERVER_DEV_MODE=1`).
+ *
+ * @example
+ * ```ts
+ * import { maySleep } from "./schema.ts";
+ * maySleep({ sleepAfter: 60_000 }, undefined); // true
+ * maySleep({}, 30_000); // true
+ * maySleep({}, undefined); // false
+ * ```
+ */
+export function maySleep(model: { sleepAfter?: number }, defaultSleepAfter: number | undefined): boolean {
+  return (model.sleepAfter ?? defaultSleepAfter) !== undefined;
 }
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

@@ -10,7 +10,7 @@
 import { stringify } from "yaml";
 import { VERSION } from "../cli/version.ts";
 import type { ChillConfig } from "../config/schema.ts";
-import { PROXY_NAME } from "./labels.ts";
+import { MODEL_LABEL, PROXY_NAME } from "./labels.ts";
 import { PROXY_IMAGE } from "./proxy.ts";
 import { MANIFEST_PARTS, renderManifests, toYaml } from "./render.ts";
 
@@ -81,21 +81,25 @@ export function renderKustomize(config: Readonly<ChillConfig>, options: Kustomiz
   }
 
   const dir = `${root}/overlays/${overlay.name}`;
-  const patches: [string, string, object][] = [
+  // Per-model layout: one vLLM Deployment per model, all carrying the model label.
+  const vllmTarget: Record<string, string> = config.layout === "per-model"
+    ? { kind: "Deployment", labelSelector: MODEL_LABEL }
+    : { kind: "Deployment", name: config.target.deployment };
+  const patches: [string, Record<string, string>, object][] = [
     [
       "patches/vllm-gpu-nodes.yaml",
-      config.target.deployment,
+      vllmTarget,
       {
         apiVersion: "apps/v1",
         kind: "Deployment",
-        metadata: { name: config.target.deployment },
+        metadata: { name: config.layout === "per-model" ? "every-vllm-deployment" : config.target.deployment },
         spec: { template: { spec: { nodeSelector: overlay.nodeSelector } } },
       },
     ],
     [
       // config.json names the namespace the proxy manages; the pod's own namespace wins after a move.
       "patches/proxy-namespace.yaml",
-      PROXY_NAME,
+      { kind: "Deployment", name: PROXY_NAME },
       {
         apiVersion: "apps/v1",
         kind: "Deployment",
@@ -122,7 +126,7 @@ export function renderKustomize(config: Readonly<ChillConfig>, options: Kustomiz
       resources: ["../../base"],
       images: [{ name: PROXY_IMAGE_NAME, newTag: overlay.imageTag }],
       // A target by kind and name matches whatever namespace the base objects carry.
-      patches: patches.map(([path, name]) => ({ path, target: { kind: "Deployment", name } })),
+      patches: patches.map(([path, target]) => ({ path, target })),
     }),
   );
   for (const [path, , patch] of patches) files.set(`${dir}/${path}`, header + stringify(patch, { lineWidth: 0 }));

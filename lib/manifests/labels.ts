@@ -15,6 +15,14 @@ export const CRD_KIND = "VLLMModel";
 export const CRD_PLURAL = "vllmmodels";
 /** Annotation on the vLLM ConfigMap naming the active model's key. */
 export const ACTIVE_MODEL_ANNOTATION = "vllm.efortin.github.io/active-model";
+/** Label naming the model of a per-model Deployment, ConfigMap, Service and pod (`layout: "per-model"`). */
+export const MODEL_LABEL = "vllm.efortin.github.io/model";
+/**
+ * Annotation on a vLLM Deployment while its engine sleeps: the vLLM sleep level ("1" or "2"), written before
+ * `POST /sleep` and removed once a wake is complete, so that a restarted proxy wakes it as deep as it slept and
+ * `status --cluster` can tell a sleeping engine from an awake one.
+ */
+export const SLEEP_LEVEL_ANNOTATION = "vllm.efortin.github.io/sleep-level";
 /** Name of the proxy's ServiceAccount, Role, RoleBinding, Deployment, Service. */
 export const PROXY_NAME = "vllm-chill";
 /** Secret the proxy reads its admin token and API keys from (keys `admin-token`, `api-keys`). */

@@ -19,11 +19,24 @@ export {
   CRD_PLURAL,
   CRD_VERSION,
   labelsFor,
+  MODEL_LABEL,
   PROXY_NAME,
   PROXY_SECRET,
   PROXY_SELECTOR,
+  SLEEP_LEVEL_ANNOTATION,
   VLLM_SELECTOR,
 } from "./labels.ts";
+export {
+  modelSelector,
+  modelUpstream,
+  type PerModelNames,
+  perModelNames,
+  renderModelConfigMap,
+  renderModelDeployment,
+  renderModelResources,
+  renderModelService,
+  renderPerModelResources,
+} from "./per_model.ts";
 export {
   type ObjectIssue,
   type OpenApiSchema,
@@ -43,12 +56,14 @@ export {
   type PodShape,
   type PodShapePatch,
   podShapePatch,
+  type PodTemplateOptions,
   renderVllmPodTemplate,
   type ShapeSettings,
 } from "./pod_template.ts";
 export {
   ACTIVE_MODEL_KEY,
   buildModelConfigMapData,
+  DEV_MODE_ENV,
   ENGINE_CONFIG_DIR,
   ENGINE_CONFIG_KEY,
   ENGINE_CONFIG_PATH,

@@ -92,6 +92,14 @@ export function modelPodShape(base: PodShape, model: ShapeSettings | null, confi
   return withGpus(shape, config, gpuCountOf(model, gpusOf(base, config)));
 }
 
+/** Where a pod template differs between layouts. */
+export interface PodTemplateOptions {
+  /** The ConfigMap the pod reads its engine config and env from (default `target.configMap`). */
+  configMap?: string;
+  /** Labels added to the pod's (per-model layout: the model label). */
+  labels?: Readonly<Record<string, string>>;
+}
+
 /**
  * The vLLM pod template for `model` (null: the config's base shape): the
  * `vllm` container runs `vllm serve --config` on the mounted engine config,
@@ -110,8 +118,10 @@ export function modelPodShape(base: PodShape, model: ShapeSettings | null, confi
 export function renderVllmPodTemplate(
   config: Readonly<ChillConfig>,
   model: ShapeSettings | null,
+  options: PodTemplateOptions = {},
 ): IPodTemplateSpec {
   const vllm = config.vllm;
+  const configMap = options.configMap ?? config.target.configMap;
   const shape = modelPodShape(configPodShape(config), model, config);
   const cacheVolume = vllm.cache.hostPath
     ? { name: "hf-cache", hostPath: { path: vllm.cache.hostPath, type: "DirectoryOrCreate" as const } }
@@ -134,7 +144,7 @@ export function renderVllmPodTemplate(
     failureThreshold,
   });
   return {
-    metadata: { labels: labelsFor("vllm", "engine") },
+    metadata: { labels: { ...labelsFor("vllm", "engine"), ...options.labels } },
     spec: {
       // A Service named like an engine variable (vllm → VLLM_PORT) would confuse vLLM.
       enableServiceLinks: false,
@@ -149,7 +159,7 @@ export function renderVllmPodTemplate(
           command: ["vllm", "serve"],
           args: ["--config", ENGINE_CONFIG_PATH],
           ports: [{ name: "http", containerPort: vllm.containerPort, protocol: "TCP" }],
-          envFrom: [{ configMapRef: { name: config.target.configMap } }],
+          envFrom: [{ configMapRef: { name: configMap } }],
           ...(env.length > 0 ? { env } : {}),
           resources: { requests: { ...shape.resources.requests }, limits: { ...shape.resources.limits } },
           readinessProbe: { ...probe(3), periodSeconds: 5 },
@@ -164,7 +174,7 @@ export function renderVllmPodTemplate(
       volumes: [
         {
           name: "engine-config",
-          configMap: { name: config.target.configMap, items: [{ key: ENGINE_CONFIG_KEY, path: "config.yaml" }] },
+          configMap: { name: configMap, items: [{ key: ENGINE_CONFIG_KEY, path: "config.yaml" }] },
         },
         { name: "dshm", emptyDir: { medium: "Memory", sizeLimit: vllm.shmSize } },
         cacheVolume,

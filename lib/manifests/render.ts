@@ -9,6 +9,7 @@ import { renderCrd } from "./crd.ts";
 import type { KubeObject } from "./labels.ts";
 import { renderProxy } from "./proxy.ts";
 import { renderRbac } from "./rbac.ts";
+import { renderPerModelResources } from "./per_model.ts";
 import { renderVllmResources } from "./vllm.ts";
 
 export type { KubeObject };
@@ -20,7 +21,8 @@ export type ManifestPart = (typeof MANIFEST_PARTS)[number];
 
 /**
  * Renders the objects of `config`, all parts or those in `only`, in apply
- * order: CRD, RBAC, vLLM objects, the proxy.
+ * order: CRD, RBAC, vLLM objects (per-model layout: each config model's
+ * ConfigMap, Service and Deployment), the proxy.
  *
  * @example
  * ```ts
@@ -37,7 +39,10 @@ export function renderManifests(
   const objects: object[] = [];
   if (only.has("crd")) objects.push(renderCrd());
   if (only.has("rbac")) objects.push(...renderRbac(config));
-  if (only.has("vllm")) objects.push(...renderVllmResources(config));
+  if (only.has("vllm")) {
+    // Per-model layout: each config model's own objects; the shared ones are not created then.
+    objects.push(...(config.layout === "per-model" ? renderPerModelResources(config) : renderVllmResources(config)));
+  }
   if (only.has("proxy")) objects.push(...renderProxy(config));
   return objects as KubeObject[];
 }

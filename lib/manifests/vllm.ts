@@ -17,8 +17,8 @@
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
 import type { IService } from "kubernetes-models/v1/Service";
-import type { ChillConfig, NamedModel } from "../config/schema.ts";
-import { engineConfigYaml } from "../models/vllm_args.ts";
+import { type ChillConfig, maySleep, type NamedModel } from "../config/schema.ts";
+import { engineConfigYaml, findVllmFlag } from "../models/vllm_args.ts";
 import { ACTIVE_MODEL_ANNOTATION, labelsFor, VLLM_SELECTOR } from "./labels.ts";
 import {
   BASE_POD_SHAPE_ANNOTATION,
@@ -55,7 +55,9 @@ export function initialModel(config: Readonly<ChillConfig>): NamedModel | null {
 
 /**
  * The vLLM ConfigMap's `data` for `model` (null: no model configured yet).
- * The Kubernetes layer writes it at each switch.
+ * The Kubernetes layer writes it at each switch. A model that may sleep
+ * (`sleepMode`, default: it has a `sleepAfter`) gets `enable-sleep-mode:
+ * true` in its engine config and `VLLM_SERVER_DEV_MODE=1` in its env.
  *
  * @example
  * ```ts
@@ -72,6 +74,7 @@ export function initialModel(config: Readonly<ChillConfig>): NamedModel | null {
 export function buildModelConfigMapData(
   config: Readonly<ChillConfig>,
   model: NamedModel | null,
+  options: { sleepMode?: boolean } = {},
 ): Record<string, string> {
   if (model === null) {
     return {
@@ -80,16 +83,27 @@ export function buildModelConfigMapData(
       [ACTIVE_MODEL_KEY]: "",
     };
   }
+  const sleepMode = options.sleepMode ?? maySleep(model, config.sleepAfter);
+  // vllm/engine/arg_utils.py:589 (v0.11.0): `--enable-sleep-mode`, in the config file `enable-sleep-mode: true`.
+  const extraArgs = sleepMode && !findVllmFlag(model.extraArgs ?? [], "enable-sleep-mode")
+    ? [...(model.extraArgs ?? []), "--enable-sleep-mode"]
+    : model.extraArgs;
   // Every string quoted: vLLM reads this file as YAML 1.1, where a plain `on`/`no` would be a boolean.
-  const yaml = engineConfigYaml(model, { host: "0.0.0.0", port: config.vllm.containerPort });
+  const yaml = engineConfigYaml({ ...model, extraArgs }, { host: "0.0.0.0", port: config.vllm.containerPort });
   return {
     ...(model.env ?? {}),
+    // The sleep routes exist only with this variable (vllm/entrypoints/openai/api_server.py:965); it reaches the
+    // container through envFrom.
+    ...(sleepMode ? { [DEV_MODE_ENV]: "1" } : {}),
     [ENGINE_CONFIG_KEY]: yaml,
     MODEL_NAME: model.modelName,
     SERVED_MODEL_NAME: model.servedModelName,
     [ACTIVE_MODEL_KEY]: model.name,
   };
 }
+
+/** The environment variable vLLM serves its sleep routes under (set to "1" for a model that may sleep). */
+export const DEV_MODE_ENV = "VLLM_SERVER_DEV_MODE";
 
 /**
  * The vLLM ConfigMap for `model`, annotated with the active model's key.
