@@ -46,6 +46,16 @@ export interface WaitOptions {
   deadline: number;
 }
 
+/** Options of `start` and `waitReady`: a wait, and who to tell while the world has no room for the engine. */
+export interface StartOptions extends WaitOptions {
+  /**
+   * Called (again at most every few seconds) while the engine cannot be placed by the world although it was
+   * started (Kubernetes: its pod is unschedulable), with the reason (the kube scheduler's message); the start
+   * goes on until its deadline.
+   */
+  onPending?: (reason: string) => void;
+}
+
 /** What `start` needs to bring an engine up. */
 export interface EngineLaunch {
   /** The engine's name: the model key, or "*" in scale-only mode. */
@@ -90,9 +100,9 @@ export interface Backend {
    * with a BackendError on deadline, abort, crash. A failed start leaves
    * nothing running.
    */
-  start(launch: EngineLaunch, options: WaitOptions): Promise<void>;
+  start(launch: EngineLaunch, options: StartOptions): Promise<void>;
   /** Waits for an engine that is already starting (found by `observe`) to be ready. */
-  waitReady(launch: EngineLaunch, options: WaitOptions): Promise<void>;
+  waitReady(launch: EngineLaunch, options: StartOptions): Promise<void>;
   /**
    * Puts a ready engine to sleep (`POST /sleep?level=N`) and resolves once
    * `GET /is_sleeping` says true (its GPU memory is free).

@@ -143,6 +143,9 @@ function handle(ctx: Ctx, event: SchedulerEvent): void {
     case "startFailed":
       if (current(s, event.model, event.op, "starting")) failStart(ctx, event.model, event.reason);
       return;
+    case "startPending":
+      if (current(s, event.model, event.op, "starting")) onStartPending(ctx, event.model, event.reason);
+      return;
     case "slept": {
       const e = current(s, event.model, event.op, "sleeping");
       if (!e) return;
@@ -324,6 +327,32 @@ function unloadEngine(ctx: Ctx, model: string): void {
     draft.evictedFor = null;
     draft.reason = "unload";
   } else stop(ctx, model, "unload", false);
+}
+
+/**
+ * The world has no room for a starting engine although the pool's count said it fits (Kubernetes: its pod is
+ * unschedulable, e.g. other workloads hold the node's GPUs): room is made by rule 3 — the least recently used
+ * engines with nothing in flight and nothing held, enough of them for its GPUs — unless engines already leave for
+ * it. Its start goes on (the pod schedules once they are gone) until its startTimeout.
+ */
+function onStartPending(ctx: Ctx, model: string, reason: string): void {
+  const { s } = ctx;
+  const e = edit(ctx, model);
+  e.pending = reason;
+  setReason(ctx, model, `waiting for room: ${reason}`);
+  if (Object.values(s.engines).some((o) => o.evictedFor === model && o.status !== "ready")) return;
+  // A model on GPUs needs engines that free GPUs; a CPU model (short of CPU or memory) any engine.
+  const need = e.gpus.length;
+  const idle = Object.values(s.engines).filter((o) =>
+    o.model !== model && !o.busy && !isWaiting(s, o.model) && (need === 0 || o.gpus.length > 0) &&
+    ((o.status === "ready" && inflightOf(s, o.model) === 0) || (o.status === "sleeping" && o.asleep))
+  ).sort((a, b) => a.lastUsed - b.lastUsed || (a.model < b.model ? -1 : 1));
+  let freed = 0;
+  for (const victim of idle) {
+    if (freed > 0 && freed >= need) break;
+    evict(ctx, victim.model, model, "now");
+    freed += Math.max(1, victim.gpus.length);
+  }
 }
 
 function onStopped(ctx: Ctx, model: string): void {
@@ -538,7 +567,8 @@ function enforceDeadlines(ctx: Ctx): void {
     if (e.deadline === null || now < e.deadline) continue;
     const policy = modelPolicy(s.policy, e.model);
     if (e.status === "starting") {
-      failStart(ctx, e.model, `not ready within startTimeout ${formatDuration(policy.startTimeout)}`);
+      const why = e.pending === null ? "" : `: ${e.pending}`;
+      failStart(ctx, e.model, `not ready within startTimeout ${formatDuration(policy.startTimeout)}${why}`);
     } else if (e.status === "waking") {
       recordError(ctx, e.model, "wake timed out");
       stop(ctx, e.model, "wake did not finish in time", false);
@@ -1027,6 +1057,7 @@ function newEngine(model: string, gpus: readonly string[], policy: ModelPolicy, 
     force: false,
     stopAttempts: 0,
     stoppingFromSleep: false,
+    pending: null,
     switchFrom: null,
     switchAt: null,
   };

@@ -190,9 +190,10 @@ class ScalerDriver implements Scaler {
     this.#metrics = options.metrics;
     this.#scaleOnly = options.scaleOnly;
     this.#state = initialState(this.#policy(), this.#clock.now());
-    this.#unsubscribeRegistry = this.#registry.onChange(() =>
-      this.#dispatch({ type: "configure", policy: this.#policy() })
-    );
+    this.#unsubscribeRegistry = this.#registry.onChange(() => {
+      this.#dispatch({ type: "configure", policy: this.#policy() });
+      this.#unloadRemoved();
+    });
     this.#backend.onFailure((key, reason) => {
       if (!this.#closing.signal.aborted) this.#dispatch({ type: "engineFailed", model: key, reason });
     });
@@ -550,6 +551,19 @@ class ScalerDriver implements Scaler {
     });
   }
 
+  /**
+   * Per-model layout: the engine of a model removed from the config or the VLLMModel objects is drained and
+   * stopped (its Deployment scaled to 0, never deleted); nothing can request it any more.
+   */
+  #unloadRemoved(): void {
+    if (this.#scaleOnly || this.#config.backend !== "kubernetes" || this.#config.layout !== "per-model") return;
+    for (const [key, engine] of Object.entries(this.#state.engines)) {
+      if (engine.status === "stopping" || this.#registry.resolve(key)?.name === key) continue;
+      this.#log.info("model removed: unloading its engine", { model: key });
+      this.#dispatch({ type: "unload", id: `u${++this.#seq}`, model: key });
+    }
+  }
+
   // ---- timer ----
 
   #setTimer(at: number | null): void {
@@ -599,9 +613,13 @@ class ScalerDriver implements Scaler {
     this.#run(key, op, (signal) => {
       if (model === undefined) return Promise.reject(new Error(`unknown model "${key}"`));
       const launch = { key, model, gpus, sleepMode };
+      // The world has no room for it yet (an unschedulable pod): the scheduler makes room (stale ops are ignored).
+      const onPending = (reason: string) => {
+        if (!signal.aborted) this.#dispatch({ type: "startPending", model: key, op, reason });
+      };
       return effect.type === "start"
-        ? this.#backend.start(launch, { signal, deadline })
-        : this.#backend.waitReady(launch, { signal, deadline });
+        ? this.#backend.start(launch, { signal, deadline, onPending })
+        : this.#backend.waitReady(launch, { signal, deadline, onPending });
     }, {
       ok: { type: "started", model: key, op },
       fail: (reason) => ({ type: "startFailed", model: key, op, reason }),

@@ -284,6 +284,11 @@ export interface EngineState {
   stopAttempts: number;
   /** It was asleep or waking when its stop began (it holds host RAM until gone: counts against maxSleeping). */
   stoppingFromSleep: boolean;
+  /**
+   * Starting, and the world has no room for it although the pool's count said it fits (Kubernetes: its pod is
+   * unschedulable): the scheduler's reason, shown when the start times out.
+   */
+  pending: string | null;
   /** The model evicted to make room for this one and when (switch metrics). */
   switchFrom: string | null;
   switchAt: number | null;
@@ -382,6 +387,8 @@ export type SchedulerEvent =
   | { type: "cancel"; id: string }
   | { type: "started"; model: string; op: number }
   | { type: "startFailed"; model: string; op: number; reason: string }
+  /** A start goes on but the world has no room for it (an unschedulable pod): make room by rule 3. */
+  | { type: "startPending"; model: string; op: number; reason: string }
   | { type: "slept"; model: string; op: number }
   | { type: "sleepFailed"; model: string; op: number; reason: string }
   | { type: "woke"; model: string; op: number }

@@ -11,6 +11,7 @@ import {
   BackendError,
   type EngineLaunch,
   type Observed,
+  type StartOptions,
   type WaitOptions,
 } from "../../lib/backend/types.ts";
 
@@ -31,6 +32,8 @@ export interface FakeCall {
   reason?: string;
   deadline: number;
   signal: AbortSignal;
+  /** start/waitReady: tells the scheduler the world has no room for the engine yet (an unschedulable pod). */
+  pending?: (reason: string) => void;
   /** "pending" until resolved, rejected or aborted. */
   outcome: "pending" | "resolved" | "rejected" | "aborted";
   /** Makes the call succeed. */
@@ -77,12 +80,12 @@ export class FakeBackend implements Backend {
     return next instanceof Error ? Promise.reject(next) : Promise.resolve(next);
   }
 
-  start(launch: EngineLaunch, options: WaitOptions): Promise<void> {
-    return this.#call({ kind: "start", ...launchFields(launch) }, options);
+  start(launch: EngineLaunch, options: StartOptions): Promise<void> {
+    return this.#call({ kind: "start", ...launchFields(launch), pending: options.onPending }, options);
   }
 
-  waitReady(launch: EngineLaunch, options: WaitOptions): Promise<void> {
-    return this.#call({ kind: "waitReady", ...launchFields(launch) }, options);
+  waitReady(launch: EngineLaunch, options: StartOptions): Promise<void> {
+    return this.#call({ kind: "waitReady", ...launchFields(launch), pending: options.onPending }, options);
   }
 
   sleep(key: string, level: 1 | 2, options: WaitOptions): Promise<void> {
@@ -152,7 +155,7 @@ export class FakeBackend implements Backend {
   }
 
   #call(
-    fields: Pick<FakeCall, "kind" | "key" | "model" | "gpus" | "sleepMode" | "level" | "force" | "reason">,
+    fields: Pick<FakeCall, "kind" | "key" | "model" | "gpus" | "sleepMode" | "level" | "force" | "reason" | "pending">,
     options: WaitOptions,
   ): Promise<void> {
     const running = (this.#running.get(fields.key) ?? 0) + 1;
