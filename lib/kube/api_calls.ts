@@ -35,8 +35,9 @@ export const API_CALLS: readonly ApiCall[] = [
   {
     group: "apps",
     resource: "deployments",
-    verbs: ["get", "create", "patch"],
-    why: "read state; create the vLLM Deployment; give its pod template the next model's shape (at 0 replicas)",
+    verbs: ["get", "list", "watch", "create", "patch"],
+    why: "read state (per-model layout: every model's Deployment, by the model label); create the vLLM " +
+      "Deployments; give a pod template the model's shape (at 0 replicas); record the sleep level while asleep",
   },
   {
     group: "apps",
@@ -55,9 +56,9 @@ export const API_CALLS: readonly ApiCall[] = [
     group: "",
     resource: "configmaps",
     verbs: ["get", "create", "update"],
-    why: "write the active model's configuration",
+    why: "write the model's configuration (per-model layout: each model's ConfigMap)",
   },
-  { group: "", resource: "services", verbs: ["get", "create"], why: "ensure the vLLM Service" },
+  { group: "", resource: "services", verbs: ["get", "create"], why: "ensure the vLLM Service(s)" },
   {
     group: "vllm.efortin.github.io",
     resource: "vllmmodels",

@@ -10,10 +10,19 @@ import type { ChillConfig, NamedModel } from "../config/schema.ts";
 import type { ModelRegistry } from "../models/registry.ts";
 import { createKubeContext, type KubeClientOptions, type KubeContext } from "./context.ts";
 import { type ModelsWatch, watchModels, type WatchModelsOptions } from "./models_watch.ts";
+import {
+  createModelKube,
+  listModelStates,
+  type ModelKube,
+  type ModelObjectsWatch,
+  type ModelState,
+  watchModelObjects,
+} from "./per_model.ts";
 import { applyModelPodShape, type PodShapeResult } from "./pod_shape.ts";
 import { type RbacReport, rbacSelfCheck } from "./rbac.ts";
 import { type EnsureResult, ensureVllmResources, writeActiveModel, type WriteOptions } from "./resources.ts";
 import { forceDeletePods, readReplicas, scale, type ScaleOptions } from "./scale.ts";
+import { readSleepLevel, setSleepLevel } from "./sleep_level.ts";
 import { type KubeState, readState } from "./state.ts";
 import { type PodWaitOptions, waitGone, waitReady } from "./waits.ts";
 
@@ -29,8 +38,15 @@ export interface KubeClient {
    * `model`, so a late start-up ensure never undoes a start.
    */
   ensureVllmResources(config: ChillConfig, model: NamedModel | null, options?: WriteOptions): Promise<EnsureResult>;
-  /** Writes the model's configuration to the ConfigMap (resourceVersion, 409 retry); serialized with ensure. */
-  writeActiveModel(config: ChillConfig, model: NamedModel, options?: WriteOptions): Promise<void>;
+  /**
+   * Writes the model's configuration to the ConfigMap (resourceVersion, 409 retry); serialized with ensure.
+   * `sleepMode` (default: the model may sleep) adds vLLM's sleep mode.
+   */
+  writeActiveModel(
+    config: ChillConfig,
+    model: NamedModel,
+    options?: WriteOptions & { sleepMode?: boolean },
+  ): Promise<void>;
   /**
    * Gives the Deployment's pod template `model`'s shape (image, GPUs, CPU/memory) when it differs, only at 0
    * replicas (see `applyModelPodShape`).
@@ -50,6 +66,16 @@ export interface KubeClient {
   watchModels(registry: ModelRegistry, signal: AbortSignal, options?: WatchModelsOptions): ModelsWatch;
   /** Replicas, active model and pods, read back from the cluster. */
   readState(options?: { signal?: AbortSignal; deadline?: number }): Promise<KubeState>;
+  /** Records (null: removes) the sleep level on the Deployment while its engine sleeps. */
+  setSleepLevel(level: 1 | 2 | null, options?: WriteOptions): Promise<void>;
+  /** The sleep level recorded on the Deployment, or null. */
+  readSleepLevel(options?: WriteOptions): Promise<1 | 2 | null>;
+  /** Per-model layout: model `key`'s objects (`<target.deployment>-<key>`, …), bound (one object per key). */
+  model(key: string): ModelKube;
+  /** Per-model layout: every model's state (labelled Deployments, and the `known` models by name). */
+  readModelStates(known: readonly string[], options?: WriteOptions): Promise<ModelState[]>;
+  /** Per-model layout: list + watch every model's Deployment and pods until `signal` aborts. */
+  watchModelObjects(signal: AbortSignal): ModelObjectsWatch;
   /** One SelfSubjectAccessReview per API_CALLS (entry, verb). */
   rbacSelfCheck(options?: { signal?: AbortSignal; deadline?: number }): Promise<RbacReport>;
   /** Stops every watch and wait of this client. */
@@ -77,6 +103,8 @@ export function createKubeClient(options: KubeClientOptions & { kubeConfig?: Kub
   // the initial model of a background ensure that happens to run later.
   let lock: Promise<unknown> = Promise.resolve();
   let intended: NamedModel | undefined;
+  // One bound object per model: the pod selector is cached per context.
+  const models = new Map<string, ModelKube>();
   const serialized = <T>(fn: () => Promise<T>): Promise<T> => {
     const run = lock.then(fn, fn);
     lock = run.catch(() => {});
@@ -99,6 +127,15 @@ export function createKubeClient(options: KubeClientOptions & { kubeConfig?: Kub
     watchModels: (registry, signal, o) => watchModels(ctx, registry, signal, o),
     readState: (o) => readState(ctx, o),
     rbacSelfCheck: (o) => rbacSelfCheck(ctx, o),
+    setSleepLevel: (level, o) => setSleepLevel(ctx, level, o),
+    readSleepLevel: (o) => readSleepLevel(ctx, o),
+    model: (key) => {
+      let bound = models.get(key);
+      if (!bound) models.set(key, bound = createModelKube(ctx, key));
+      return bound;
+    },
+    readModelStates: (known, o) => listModelStates(ctx, known, o),
+    watchModelObjects: (signal) => watchModelObjects(ctx, signal),
     close: () => closer.abort(new Error("kube client closed")),
   };
 }

@@ -26,10 +26,31 @@ export {
   UnavailableError,
 } from "./errors.ts";
 export { type ModelsWatch, parseVllmModel, VLLM_MODEL, type WatchModelsOptions } from "./models_watch.ts";
+export {
+  createModelKube,
+  ensureModelResources,
+  listModelStates,
+  MODEL_LABEL,
+  modelContext,
+  type ModelEnsureResult,
+  type ModelKube,
+  type ModelObjectsWatch,
+  type ModelState,
+  readModelState,
+  type WatchedModel,
+  watchModelObjects,
+} from "./per_model.ts";
 export type { PodShapeResult } from "./pod_shape.ts";
+export { parseSleepLevel, readSleepLevel, setSleepLevel, SLEEP_LEVEL_ANNOTATION } from "./sleep_level.ts";
 export { type PodState, podState } from "./pods.ts";
 export { formatPermission, type Permission, type RbacReport } from "./rbac.ts";
-export { ACTIVE_MODEL_ANNOTATION, type EnsureResult, type WriteOptions } from "./resources.ts";
+export {
+  ACTIVE_MODEL_ANNOTATION,
+  type ConfigMapWrite,
+  type EnsureResult,
+  writeConfigMapData,
+  type WriteOptions,
+} from "./resources.ts";
 export type { ScaleOptions } from "./scale.ts";
 export { ACTIVE_MODEL_KEY, type KubeState, summarize, toObserved } from "./state.ts";
 export type { PodWaitOptions } from "./waits.ts";

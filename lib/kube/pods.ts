@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { V1Pod } from "@kubernetes/client-node";
+import type { V1LabelSelector, V1Pod } from "@kubernetes/client-node";
 import type { KubeContext } from "./context.ts";
 import { callOptions } from "./context.ts";
 import { toKubeError } from "./errors.ts";
@@ -112,6 +112,24 @@ export async function podSelector(
   ).catch((e) => {
     throw toKubeError(e, `reading deployment ${ctx.namespace}/${ctx.target.deployment}`);
   });
+  const selector = selectorOf(deployment);
+  selectors.set(ctx, selector);
+  return selector;
+}
+
+/**
+ * A Deployment's pod selector as a label selector string; throws on an empty one.
+ *
+ * @example
+ * ```ts
+ * import { selectorOf } from "./pods.ts";
+ * selectorOf({ metadata: { name: "vllm-a" }, spec: { selector: { matchLabels: { app: "vllm", m: "a" } } } });
+ * // "app=vllm,m=a"
+ * ```
+ */
+export function selectorOf(
+  deployment: { metadata?: { name?: string }; spec?: { selector?: V1LabelSelector } },
+): string {
   const labels = deployment.spec?.selector?.matchLabels ?? {};
   const expressions = deployment.spec?.selector?.matchExpressions ?? [];
   const parts = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
@@ -121,10 +139,8 @@ export async function podSelector(
     else if (e.operator === "Exists") parts.push(e.key);
     else if (e.operator === "DoesNotExist") parts.push(`!${e.key}`);
   }
-  if (parts.length === 0) throw new Error(`deployment ${ctx.target.deployment} has an empty selector`);
-  const selector = parts.join(",");
-  selectors.set(ctx, selector);
-  return selector;
+  if (parts.length === 0) throw new Error(`deployment ${deployment.metadata?.name ?? ""} has an empty selector`);
+  return parts.join(",");
 }
 
 /**

@@ -10,7 +10,7 @@
  */
 import type { V1ConfigMap, V1Deployment, V1Service } from "@kubernetes/client-node";
 import type { ChillConfig, NamedModel } from "../config/schema.ts";
-import { buildModelConfigMapData, renderVllmResources } from "../manifests/vllm.ts";
+import { ACTIVE_MODEL_KEY, buildModelConfigMapData, renderVllmResources } from "../manifests/vllm.ts";
 import { callOptions, type KubeContext } from "./context.ts";
 import { ConflictError, NotFoundError, toKubeError } from "./errors.ts";
 import { retryUnavailable, sleep } from "./retry.ts";
@@ -114,8 +114,16 @@ export async function ensureVllmResources(
   return result;
 }
 
-/** Creates an object when a get says 404; returns true when this call created it. */
-async function createIfMissing(
+/**
+ * Creates an object when a get says 404; returns true when this call created it (false: it existed, or
+ * appeared meanwhile).
+ *
+ * @example
+ * ```ts ignore
+ * const created = await createIfMissing(ctx, "Service/vllm-svc-a", read, create, { signal });
+ * ```
+ */
+export async function createIfMissing(
   ctx: KubeContext,
   what: string,
   read: () => Promise<unknown>,
@@ -157,6 +165,7 @@ function annotate(configMap: V1ConfigMap, model: NamedModel): V1ConfigMap {
  * concurrency: get, replace `data` and the active-model annotation, update
  * with the read resourceVersion; on 409 Conflict read again and retry
  * (bounded, with jitter). Creates the ConfigMap when it does not exist.
+ * `sleepMode` (default: the model may sleep) adds vLLM's sleep mode.
  *
  * @example
  * ```ts ignore
@@ -167,12 +176,51 @@ export async function writeActiveModel(
   ctx: KubeContext,
   config: ChillConfig,
   model: NamedModel,
-  options: WriteOptions & { attempts?: number } = {},
+  options: WriteOptions & { attempts?: number; sleepMode?: boolean } = {},
 ): Promise<void> {
-  const name = config.target.configMap;
+  const outcome = await writeConfigMapData(ctx, {
+    name: config.target.configMap,
+    data: buildModelConfigMapData(config, model, { sleepMode: options.sleepMode }),
+    annotations: { [ACTIVE_MODEL_ANNOTATION]: model.name },
+    render: () => (renderVllmResources(config, model) as unknown as [V1ConfigMap])[0],
+  }, options);
+  if (outcome === "created") {
+    ctx.log.info("created vLLM ConfigMap", { configMap: config.target.configMap, model: model.name });
+  }
+}
+
+/** What {@link writeConfigMapData} writes. */
+export interface ConfigMapWrite {
+  /** ConfigMap name (in the context's namespace). */
+  name: string;
+  /** Its whole `data` (replaces what is there). */
+  data: Record<string, string>;
+  /** Annotations set (others are kept). */
+  annotations: Record<string, string>;
+  /** The object to create when it does not exist (its data and annotations are replaced by the above). */
+  render: () => V1ConfigMap;
+  /** Leave it alone when data and annotations are already these (default false: always written). */
+  skipUnchanged?: boolean;
+}
+
+/**
+ * Writes a ConfigMap's `data` (and annotations) with optimistic concurrency:
+ * get, replace, update with the read resourceVersion; on 409 Conflict read
+ * again and retry (bounded, with jitter). Creates it when it does not exist.
+ *
+ * @example
+ * ```ts ignore
+ * await writeConfigMapData(ctx, { name: "vllm-config-a", data, annotations: {}, render: () => configMap });
+ * ```
+ */
+export async function writeConfigMapData(
+  ctx: KubeContext,
+  write: ConfigMapWrite,
+  options: WriteOptions & { attempts?: number } = {},
+): Promise<"created" | "updated" | "unchanged"> {
+  const { name } = write;
   const ns = ctx.namespace;
   const opts = callOptions(options);
-  const data = buildModelConfigMapData(config, model);
   const attempts = options.attempts ?? 8;
   for (let attempt = 1;; attempt++) {
     let current: V1ConfigMap;
@@ -181,32 +229,41 @@ export async function writeActiveModel(
     } catch (error) {
       const e = toKubeError(error, `reading ConfigMap ${ns}/${name}`);
       if (!(e instanceof NotFoundError)) throw e;
-      const [configMap] = renderVllmResources(config, model) as unknown as [V1ConfigMap];
+      const rendered = write.render();
+      const body: V1ConfigMap = {
+        ...rendered,
+        metadata: {
+          ...rendered.metadata,
+          annotations: { ...rendered.metadata?.annotations, ...write.annotations },
+        },
+        data: { ...write.data },
+      };
       try {
-        await retryUnavailable(
-          () => ctx.core.createNamespacedConfigMap({ namespace: ns, body: annotate(configMap, model) }, opts),
-          options,
-        );
-        ctx.log.info("created vLLM ConfigMap", { configMap: name, model: model.name });
-        return;
+        await retryUnavailable(() => ctx.core.createNamespacedConfigMap({ namespace: ns, body }, opts), options);
+        return "created";
       } catch (createError) {
         const c = toKubeError(createError, `creating ConfigMap ${ns}/${name}`);
         if (!(c instanceof ConflictError) || attempt >= attempts) throw c;
         continue;
       }
     }
+    if (write.skipUnchanged && sameData(current, write)) return "unchanged";
     const body: V1ConfigMap = {
       ...current,
-      data: { ...data },
+      data: { ...write.data },
       metadata: {
         ...current.metadata,
-        annotations: { ...current.metadata?.annotations, [ACTIVE_MODEL_ANNOTATION]: model.name },
+        annotations: { ...current.metadata?.annotations, ...write.annotations },
       },
     };
     try {
       await ctx.core.replaceNamespacedConfigMap({ name, namespace: ns, body }, opts);
-      ctx.log.info("wrote active model to ConfigMap", { configMap: name, model: model.name, attempt });
-      return;
+      ctx.log.info("wrote the model's configuration to the ConfigMap", {
+        configMap: name,
+        model: write.data[ACTIVE_MODEL_KEY],
+        attempt,
+      });
+      return "updated";
     } catch (error) {
       const e = toKubeError(error, `updating ConfigMap ${ns}/${name}`);
       if (options.signal?.aborted) throw options.signal.reason;
@@ -217,4 +274,12 @@ export async function writeActiveModel(
       await sleep(5 + Math.random() * 20 * attempt, options.signal);
     }
   }
+}
+
+function sameData(current: V1ConfigMap, write: ConfigMapWrite): boolean {
+  const data = current.data ?? {};
+  const keys = Object.keys(write.data);
+  if (Object.keys(data).length !== keys.length || keys.some((k) => data[k] !== write.data[k])) return false;
+  const annotations = current.metadata?.annotations ?? {};
+  return Object.entries(write.annotations).every(([k, v]) => annotations[k] === v);
 }

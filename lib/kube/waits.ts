@@ -23,7 +23,15 @@ export interface PodWaitOptions {
   deadline: number;
   /** Called whenever the reason the wait is not over yet changes (e.g. "Unschedulable: …"). */
   onProgress?: (reason: string) => void;
+  /**
+   * `waitReady`: called on every change seen, with the kube scheduler's message while a pod (not terminating)
+   * cannot be scheduled (e.g. "0/1 nodes are available: 1 Insufficient nvidia.com/gpu. …"), else null.
+   */
+  onUnschedulable?: (message: string | null) => void;
 }
+
+/** The prefix `podState` gives the reason of a pod the scheduler could not place. */
+const UNSCHEDULABLE = "Unschedulable: ";
 
 type Verdict<T> = { done: T } | { fail: BackendError } | { waiting: string };
 
@@ -70,6 +78,8 @@ export function waitReady(ctx: KubeContext, options: PodWaitOptions): Promise<st
     }
     const failed = live.find((s) => s.phase === "Failed");
     if (failed) return { fail: new BackendError("failed", `vLLM pod ${failed.name} failed: ${failed.reason}`) };
+    const unschedulable = live.find((s) => s.phase === "Pending" && s.reason?.startsWith(UNSCHEDULABLE));
+    options.onUnschedulable?.(unschedulable ? unschedulable.reason!.slice(UNSCHEDULABLE.length) : null);
     return { waiting: describeWaiting(states) };
   });
 }
