@@ -6,7 +6,7 @@
  * @module
  */
 import type { KubeConfig } from "@kubernetes/client-node";
-import type { ChillConfig } from "./config/schema.ts";
+import { type ChillConfig, maySleep, perModelNameProblem } from "./config/schema.ts";
 import { createLogger, type Logger } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { ModelRegistry } from "./models/registry.ts";
@@ -86,9 +86,10 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
     backend = createProcessBackend({ config, log: log.with({ component: "engine" }) });
   } else {
     // Loaded only for this backend: client-node alone adds ~80 MiB of RSS to a process-backend proxy.
-    const [{ createKubeClient }, { createKubernetesBackend }] = await Promise.all([
+    const [{ createKubeClient }, { createKubernetesBackend }, { createPerModelBackend }] = await Promise.all([
       import("./kube/mod.ts"),
       import("./backend/kubernetes.ts"),
+      import("./backend/kubernetes_per_model.ts"),
     ]);
     kube = createKubeClient({
       kubeconfig: config.kubeconfig,
@@ -101,7 +102,10 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
       log: log.with({ component: "kube" }),
       kubeConfig: options.kubeConfig,
     });
-    backend = createKubernetesBackend({ config, client: kube, registry, log: log.with({ component: "backend" }) });
+    const backendOptions = { config, client: kube, registry, log: log.with({ component: "backend" }) };
+    backend = config.layout === "per-model"
+      ? createPerModelBackend(backendOptions)
+      : createKubernetesBackend(backendOptions);
   }
 
   const scaler = createScaler({
@@ -207,6 +211,10 @@ function startKubernetesSide(
 
   if (!config.enableModelSwitch) return;
   const watch = kube.watchModels(registry, signal);
+  if (config.layout === "per-model") {
+    keepModelObjects(kube, config, registry, log, signal, watch.synced);
+    return;
+  }
   (async () => {
     // Wait (bounded) for the first VLLMModel list so "the first model" includes them.
     await Promise.race([watch.synced, delay(5_000, signal)]);
@@ -229,4 +237,82 @@ function startKubernetesSide(
       }
     }
   })();
+}
+
+/** Longest one ensure of a model's objects may take. */
+const ENSURE_TIMEOUT_MS = 30_000;
+
+/**
+ * Per-model layout: ensures every known model's objects (ConfigMap created or updated, Service and Deployment
+ * created when missing) once the VLLMModel list is in (bounded wait), and again whenever a model appears or
+ * changes. A failed ensure is retried with backoff; a model whose key cannot name objects is skipped, said once.
+ * Objects of a model that disappears are left in place (its engine is unloaded: scaled to 0, never deleted).
+ */
+function keepModelObjects(
+  kube: KubeClient,
+  config: Readonly<ChillConfig>,
+  registry: ModelRegistry,
+  log: Logger,
+  signal: AbortSignal,
+  synced: Promise<boolean>,
+): void {
+  const ensured = new Map<string, string>();
+  const refused = new Set<string>();
+  let running = false;
+  let again = false;
+  let retryInMs = 500;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  const pass = async () => {
+    if (signal.aborted) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = true;
+    let failed = false;
+    try {
+      do {
+        again = false;
+        for (const model of registry.list()) {
+          if (signal.aborted) return;
+          const sleepMode = maySleep(model, config.sleepAfter);
+          const fingerprint = JSON.stringify([model, sleepMode]);
+          if (ensured.get(model.name) === fingerprint) continue;
+          const problem = perModelNameProblem(model.name, config.target);
+          if (problem) {
+            if (!refused.has(model.name)) log.warn("model skipped: it cannot have its own objects", { problem });
+            refused.add(model.name);
+            continue;
+          }
+          try {
+            const result = await kube.model(model.name).ensure(config, model, {
+              signal,
+              deadline: Date.now() + ENSURE_TIMEOUT_MS,
+              sleepMode,
+            });
+            ensured.set(model.name, fingerprint);
+            log.info("vLLM objects ensured", { model: model.name, ...result });
+          } catch (error) {
+            if (signal.aborted) return;
+            failed = true;
+            log.warn("could not ensure a model's vLLM objects yet; retrying", { model: model.name, error, retryInMs });
+          }
+        }
+      } while (again && !signal.aborted);
+    } finally {
+      running = false;
+    }
+    if (failed && !signal.aborted) {
+      clearTimeout(retry);
+      retry = setTimeout(() => void pass(), retryInMs);
+      retryInMs = Math.min(retryInMs * 2, 30_000);
+    } else retryInMs = 500;
+  };
+  const unsubscribe = registry.onChange(() => void pass());
+  signal.addEventListener("abort", () => {
+    unsubscribe();
+    clearTimeout(retry);
+  }, { once: true });
+  // Wait (bounded) for the first VLLMModel list so that its models are ensured in the first pass.
+  void Promise.race([synced, delay(5_000, signal)]).then(() => pass());
 }

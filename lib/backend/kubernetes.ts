@@ -1,10 +1,13 @@
 /**
  * The Kubernetes backend, shared layout: one vLLM Deployment is the only
  * engine slot (one model at a time; the scheduler's policy says so). Starting
- * writes the model's configuration and gives the pod template the model's
- * shape (model switching), and scales to 1, then
- * waits (watch) for a Ready pod and for vLLM's own /health through the
- * upstream URL; stopping scales to 0 and waits until the pod is really gone.
+ * writes the model's configuration (with vLLM's sleep mode when the model may
+ * sleep) and gives the pod template the model's shape (model switching), and
+ * scales to 1, then waits (watch) for a Ready pod and for vLLM's own /health
+ * through the upstream URL; stopping scales to 0 and waits until the pod is
+ * really gone. Sleep and wake go through vLLM's own endpoints on the upstream
+ * (engine_http.ts); the pod lives on (it keeps its GPU allocation), and the
+ * level is recorded on the Deployment while it sleeps.
  *
  * @module
  */
@@ -12,10 +15,18 @@ import type { ChillConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { ModelRegistry } from "../models/registry.ts";
 import type { KubeClient } from "../kube/client.ts";
-import { ForbiddenError, KubeError, UnavailableError } from "../kube/errors.ts";
 import { type KubeState, toObserved } from "../kube/state.ts";
 import { watchPodLost } from "../kube/waits.ts";
-import { type Backend, BackendError, type EngineLaunch, type Observed, type WaitOptions } from "./types.ts";
+import { type EngineCallOptions, probeSleeping, sleepEngine, wakeEngine } from "./engine_http.ts";
+import { DEFAULT_PENDING_REPORT_MS, pendingReporter, toBackendError, waitHealthy } from "./kube_common.ts";
+import {
+  type Backend,
+  BackendError,
+  type EngineLaunch,
+  type Observed,
+  type StartOptions,
+  type WaitOptions,
+} from "./types.ts";
 
 /** Options of {@link createKubernetesBackend}. */
 export interface KubernetesBackendOptions {
@@ -33,11 +44,12 @@ export interface KubernetesBackendOptions {
   resourcesEnsured?: boolean;
   /** fetch used for the /health probe (tests). */
   fetch?: typeof fetch;
+  /** How often a start whose pod stays unschedulable tells the scheduler again (default 15 s). */
+  pendingReportMs?: number;
 }
 
-const HEALTH_FIRST_DELAY_MS = 20;
-const HEALTH_MAX_DELAY_MS = 500;
-const HEALTH_REQUEST_TIMEOUT_MS = 2000;
+/** Longest one GET /is_sleeping of `observe` may take. */
+const PROBE_TIMEOUT_MS = 2000;
 
 /**
  * Creates the Kubernetes backend.
@@ -51,10 +63,10 @@ const HEALTH_REQUEST_TIMEOUT_MS = 2000;
  */
 export function createKubernetesBackend(options: KubernetesBackendOptions): Backend {
   const { config, client, log } = options;
-  const upstreamUrl =
-    (options.upstreamUrl ?? config.target.url ?? `http://${config.target.service}:${config.target.port}`)
-      .replace(/\/+$/, "");
+  const upstreamUrl = (options.upstreamUrl ?? config.target.url?.replaceAll("{service}", config.target.service) ??
+    `http://${config.target.service}:${config.target.port}`).replace(/\/+$/, "");
   const doFetch = options.fetch ?? fetch;
+  const pendingReportMs = options.pendingReportMs ?? DEFAULT_PENDING_REPORT_MS;
   const closer = new AbortController();
   const listeners = new Set<(key: string, reason: string) => void>();
   /** The key of the engine the Deployment runs (from the last start or observe). */
@@ -62,6 +74,10 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
   let ensured = options.resourcesEnsured ?? false;
   let monitor: AbortController | undefined;
   let last: { state?: KubeState; readyPod?: string; progress?: string; at?: string } = {};
+  /** The engine's sleep: the level recorded on the Deployment (null: none), and whether it sleeps now. */
+  let recordedLevel: 1 | 2 | null = null;
+  let asleep = false;
+  let operation: "falling asleep" | "waking" | null = null;
 
   const linked = (signal: AbortSignal) => AbortSignal.any([signal, closer.signal]);
 
@@ -91,22 +107,43 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
     });
   };
 
-  const becomeReady = async (what: string, options: WaitOptions): Promise<void> => {
+  const becomeReady = async (what: string, options: StartOptions): Promise<void> => {
     const signal = linked(options.signal);
-    const pod = await client.waitReady({
-      signal,
-      deadline: options.deadline,
-      onProgress: (reason) => {
-        last = { ...last, progress: reason };
-        log.info(`waiting for ${what}`, { state: reason });
-      },
-    });
+    const pending = pendingReporter(options.onPending, pendingReportMs);
+    let pod: string;
+    try {
+      pod = await client.waitReady({
+        signal,
+        deadline: options.deadline,
+        onProgress: (reason) => {
+          last = { ...last, progress: reason };
+          log.info(`waiting for ${what}`, { state: reason });
+        },
+        onUnschedulable: (message) => pending.observe(message),
+      });
+    } catch (error) {
+      // Said in the scheduler's words: what a person can act on (free a GPU, add a node).
+      const unschedulable = pending.last();
+      if (error instanceof BackendError && error.kind === "timeout" && unschedulable !== null) {
+        throw new BackendError("unschedulable", `its pod could not be scheduled: ${unschedulable}`, { cause: error });
+      }
+      throw error;
+    } finally {
+      pending.stop();
+    }
     last = { ...last, readyPod: pod, progress: `pod ${pod} Ready; waiting for vLLM /health` };
     await waitHealthy(doFetch, upstreamUrl, signal, options.deadline);
     last = { ...last, progress: undefined };
     log.info("vLLM is ready", { pod, upstream: upstreamUrl });
     startMonitor(pod);
   };
+
+  const call = (key: string, signal: AbortSignal, deadline: number): EngineCallOptions => ({
+    name: `model ${key}`,
+    signal,
+    deadline,
+    onAnswer: (what, status, body) => log.warn("vLLM answered an error", { model: key, call: what, status, body }),
+  });
 
   const backend: Backend = {
     kind: "kubernetes",
@@ -117,17 +154,30 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
         last = { ...last, state, at: new Date().toISOString() };
         const observed = toObserved(state);
         currentKey = observed.engines[0]?.key ?? currentKey;
+        const engine = observed.engines[0];
+        asleep = false;
+        if (engine?.phase === "ready") {
+          // Never /health to judge sleep: it answers 200 while asleep. A 404 (no sleep mode) reads as awake.
+          const sleeping = await probeSleeping(upstreamUrl, PROBE_TIMEOUT_MS, linked(signal));
+          recordedLevel = await client.readSleepLevel({ signal: linked(signal) });
+          if (sleeping === true) {
+            asleep = true;
+            engine.phase = "sleeping";
+            if (recordedLevel !== null) engine.sleepLevel = recordedLevel;
+          }
+        }
         return observed;
       } catch (error) {
         throw toBackendError(error, "reading the vLLM state", signal);
       }
     },
 
-    async start(launch: EngineLaunch, options: WaitOptions): Promise<void> {
+    async start(launch: EngineLaunch, options: StartOptions): Promise<void> {
       const { model } = launch;
       const signal = linked(options.signal);
       stopMonitor();
       currentKey = launch.key;
+      asleep = false;
       try {
         if (model && config.enableModelSwitch) {
           // Resources may be missing (no model at start, or deleted since): create what is missing first.
@@ -135,9 +185,18 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
             ensured = (await client.ensureVllmResources(config, model, { signal, deadline: options.deadline })).ensured;
           }
           // Always written (and remembered by the client) so a concurrent start-up ensure cannot undo it.
-          await client.writeActiveModel(config, model, { signal, deadline: options.deadline });
+          await client.writeActiveModel(config, model, {
+            signal,
+            deadline: options.deadline,
+            sleepMode: launch.sleepMode,
+          });
           // At 0 replicas, before the scale-up: the new pod gets this model's image, GPUs and resources.
           await client.applyModelPodShape(config, model, { signal, deadline: options.deadline });
+        }
+        // A level recorded by an engine that slept and was stopped: the new one starts awake.
+        if (recordedLevel !== null) {
+          await client.setSleepLevel(null, { signal, deadline: options.deadline });
+          recordedLevel = null;
         }
         await client.scale(1, { signal, deadline: options.deadline });
       } catch (error) {
@@ -146,21 +205,48 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
       await becomeReady(model ? `model ${model.name}` : "vLLM", options);
     },
 
-    async waitReady(launch: EngineLaunch, options: WaitOptions): Promise<void> {
+    async waitReady(launch: EngineLaunch, options: StartOptions): Promise<void> {
       currentKey = launch.key;
       await becomeReady(launch.model ? `model ${launch.model.name}` : "vLLM", options);
     },
 
-    sleep(key: string): Promise<void> {
-      return Promise.reject(
-        new BackendError("failed", `sleep mode is not available on this backend yet (model ${key})`),
-      );
+    async sleep(key: string, level: 1 | 2, options: WaitOptions): Promise<void> {
+      const signal = linked(options.signal);
+      const t0 = Date.now();
+      log.info("putting the vLLM engine to sleep", { model: key, level });
+      operation = "falling asleep";
+      try {
+        // Recorded first: a proxy restarted mid-sleep wakes it as deep as it went.
+        await client.setSleepLevel(level, { signal, deadline: options.deadline });
+        recordedLevel = level;
+        asleep = true;
+        await sleepEngine(upstreamUrl, level, call(key, signal, options.deadline));
+      } catch (error) {
+        throw toBackendError(error, `putting model ${key} to sleep`, signal);
+      } finally {
+        operation = null;
+      }
+      log.info("vLLM engine asleep", { model: key, level, ms: Date.now() - t0 });
     },
 
-    wake(key: string): Promise<void> {
-      return Promise.reject(
-        new BackendError("failed", `sleep mode is not available on this backend yet (model ${key})`),
-      );
+    async wake(key: string, level: 1 | 2, options: WaitOptions): Promise<void> {
+      const signal = linked(options.signal);
+      // Woken as deep as it slept: a level-1 wake of a level-2 sleeper would serve garbage weights.
+      const depth = Math.max(level, recordedLevel ?? 1) as 1 | 2;
+      const t0 = Date.now();
+      log.info("waking the vLLM engine", { model: key, level: depth });
+      operation = "waking";
+      try {
+        await wakeEngine(upstreamUrl, depth, call(key, signal, options.deadline));
+        asleep = false;
+        await client.setSleepLevel(null, { signal, deadline: options.deadline });
+        recordedLevel = null;
+      } catch (error) {
+        throw toBackendError(error, `waking model ${key}`, signal);
+      } finally {
+        operation = null;
+      }
+      log.info("vLLM engine awake", { model: key, level: depth, ms: Date.now() - t0 });
     },
 
     async stop(_key: string, options: WaitOptions & { force?: boolean; reason: string }): Promise<void> {
@@ -184,7 +270,13 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
         },
       });
       last = { ...last, progress: undefined };
+      asleep = false;
       log.info("vLLM stopped: no pod left", { reason: options.reason });
+      if (recordedLevel !== null) {
+        // Best effort: the next start clears it too.
+        await client.setSleepLevel(null, { signal, deadline: options.deadline }).then(() => recordedLevel = null)
+          .catch((error) => log.warn("could not clear the recorded sleep level", { error }));
+      }
     },
 
     upstream(): string {
@@ -209,6 +301,9 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
         observedAt: last.at,
         readyPod: last.readyPod,
         progress: last.progress,
+        sleeping: asleep,
+        ...(recordedLevel !== null ? { sleepLevel: recordedLevel } : {}),
+        ...(operation ? { operation } : {}),
       };
     },
 
@@ -219,61 +314,4 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
     },
   };
   return backend;
-}
-
-/**
- * Probes `${upstream}/health` until it answers 200: 20 ms, doubling to
- * 500 ms between probes, bounded by the deadline and the signal.
- */
-async function waitHealthy(doFetch: typeof fetch, upstream: string, signal: AbortSignal, deadline: number) {
-  let delay = HEALTH_FIRST_DELAY_MS;
-  let lastProblem = "no answer yet";
-  for (;;) {
-    if (signal.aborted) throw new BackendError("aborted", "waiting for vLLM /health aborted");
-    const remaining = deadline - Date.now();
-    if (remaining <= 0) {
-      throw new BackendError(
-        "timeout",
-        `the vLLM pod is Ready but ${upstream}/health did not answer 200 in time: ${lastProblem}`,
-      );
-    }
-    try {
-      const response = await doFetch(`${upstream}/health`, {
-        signal: AbortSignal.any([signal, AbortSignal.timeout(Math.min(remaining, HEALTH_REQUEST_TIMEOUT_MS))]),
-      });
-      await response.body?.cancel();
-      if (response.status === 200) return;
-      lastProblem = `HTTP ${response.status}`;
-    } catch (error) {
-      if (signal.aborted) throw new BackendError("aborted", "waiting for vLLM /health aborted");
-      lastProblem = (error as Error).message;
-    }
-    const wait = Math.min(delay, Math.max(0, deadline - Date.now()));
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, wait);
-      function done() {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      }
-      signal.addEventListener("abort", done, { once: true });
-    });
-    delay = Math.min(HEALTH_MAX_DELAY_MS, delay * 2);
-  }
-}
-
-function toBackendError(error: unknown, what: string, signal?: AbortSignal): BackendError {
-  if (error instanceof BackendError) return error;
-  if (signal?.aborted) return new BackendError("aborted", `${what}: aborted`, { cause: error });
-  if (error instanceof ForbiddenError) {
-    return new BackendError("forbidden", `${what}: ${error.message}`, { cause: error });
-  }
-  if (error instanceof UnavailableError) {
-    return new BackendError("unavailable", `${what}: Kubernetes API unavailable: ${error.message}`, { cause: error });
-  }
-  if (error instanceof KubeError) return new BackendError("failed", `${what}: ${error.message}`, { cause: error });
-  if (error instanceof DOMException && error.name === "AbortError") {
-    return new BackendError("aborted", `${what}: aborted`, { cause: error });
-  }
-  return new BackendError("failed", `${what}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
 }
