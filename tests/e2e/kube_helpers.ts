@@ -1,12 +1,21 @@
 /**
  * Shared harness of the end-to-end tests on the Kubernetes backend: the fake
  * API server (tests/support/fake_kube.ts) with the GENERATED Role enforced and
- * a simulated kubelet whose pods run a fake vLLM in-process on one fixed
- * loopback port per test (serving the model the ConfigMap names at pod start,
- * as `envFrom` would give a real pod), and the proxy started in-process with
- * `startServer` pointing at that port (`target.url`). A timeline records every
- * change of the Deployment's replicas, the ConfigMap's model and the pods,
- * with the index of the API call it followed, so tests can check orders.
+ * a simulated kubelet whose pods run a fake vLLM in-process (serving the model
+ * the pod's ConfigMap names at pod start, with vLLM's sleep mode when the
+ * ConfigMap asks for it, as `envFrom` and the mounted engine config would give
+ * a real pod), and the proxy started in-process with `startServer`.
+ *
+ * - Shared layout: the fake vLLM listens on one fixed loopback port per test
+ *   and the proxy forwards there (`target.url`).
+ * - Per-model layout: every pod gets its own fake vLLM; the proxy forwards to
+ *   each model's Service through the fake API server's service proxy
+ *   (`target.url` with `{service}`, as through `kubectl proxy`), which picks a
+ *   Ready pod the Service selects.
+ *
+ * A timeline records every change of the Deployment's replicas, the
+ * ConfigMap's model and the pods, with the index of the API call it followed,
+ * so tests can check orders.
  *
  * @module
  */
@@ -27,7 +36,7 @@ import {
   type RoleLike,
   startFakeKube,
 } from "../support/fake_kube.ts";
-import { createFakeVllmHandler, type FakeVllmHandler } from "../support/fake_vllm.ts";
+import { createFakeVllmHandler, type FakeVllmHandler, type FakeVllmStats } from "../support/fake_vllm.ts";
 import { captureLogs, within } from "./helpers.ts";
 
 export { collectStream, delay, postChat, waitUntil, within } from "./helpers.ts";
@@ -56,6 +65,9 @@ export const FAST_TIMING = { scheduleMs: 10, startMs: 20, readyMs: 20, terminate
 export interface EngineOptions {
   /** Milliseconds before /health answers 200 (default 100). */
   loadMs?: number;
+  /** Milliseconds `/sleep` and `/wake_up` take (default 0). */
+  sleepMs?: number;
+  wakeMs?: number;
   /** Generation speed (default 0: every token at once). */
   tokensPerSec?: number;
   /** Reset the connection after this many SSE chunks. */
@@ -74,6 +86,12 @@ export interface EngineOptions {
 export interface Engine {
   /** Pod name. */
   pod: string;
+  /** Base URL of its fake vLLM. */
+  url: string;
+  /** Started with vLLM's sleep mode (the ConfigMap's VLLM_SERVER_DEV_MODE and `enable-sleep-mode`). */
+  sleepMode: boolean;
+  /** The fake vLLM's counters (sleeps, wakes, requests forwarded while asleep, …). */
+  stats(): FakeVllmStats;
   /** Pod uid. */
   uid: string;
   /** Served model name it answers to (from the ConfigMap at pod start). */
@@ -164,8 +182,10 @@ export interface KubeE2e {
   vllmPort: number;
   /** Every engine started, in order. */
   engines: Engine[];
-  /** Pods that started while another engine still ran (must stay empty: one GPU). */
+  /** Shared layout: pods that started while another engine still ran (must stay empty: one GPU). */
   overlaps: string[];
+  /** The engine of `model` that runs now (per-model layout: its pod's), if any. */
+  liveEngine(model: string): Engine | undefined;
   /** Changes of replicas / ConfigMap model / pods, in order. */
   timeline: Sample[];
   /**
@@ -397,8 +417,9 @@ const isWrite = (c: CallRecord) =>
  * ```
  */
 export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2e> {
+  const perModel = options.config?.layout === "per-model";
   const vllmPort = freePort();
-  const baseInput: ChillConfigInput = {
+  let baseInput: ChillConfigInput = {
     namespace: "ai-apps",
     host: "127.0.0.1",
     port: 0,
@@ -411,7 +432,11 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
     heartbeatInterval: "0s",
     models: { ...TWO_MODELS },
     ...options.config,
-    target: { ...options.config?.target, url: `http://127.0.0.1:${vllmPort}` },
+    // Per-model: the real URL (the fake's service proxy) is known once the fake runs; a placeholder until then.
+    target: {
+      ...options.config?.target,
+      url: perModel ? `http://127.0.0.1:1/{service}` : `http://127.0.0.1:${vllmPort}`,
+    },
   };
   let config = parseConfig(baseInput);
   const engineOptions = options.engine ?? {};
@@ -436,32 +461,48 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
 
   const onPodStart = async (pod: any) => {
     if (!isVllmPod(pod)) return;
-    // The previous engine may still be closing (its pod just terminated): the port must be free.
-    await Promise.all([...closing]);
-    if (live.size) {
-      overlaps.push(`${pod.metadata.name} started while ${[...live.values()].map((e) => e.engine.pod)} still ran`);
-      for (const uid of [...live.keys()]) await stopEngine(uid);
+    if (!perModel) {
+      // The previous engine may still be closing (its pod just terminated): the port must be free.
+      await Promise.all([...closing]);
+      if (live.size) {
+        overlaps.push(`${pod.metadata.name} started while ${[...live.values()].map((e) => e.engine.pod)} still ran`);
+        for (const uid of [...live.keys()]) await stopEngine(uid);
+      }
     }
-    const cm = fake.store.getObject("configmaps", config.target.configMap);
+    // What envFrom and the mounted engine config give the container.
+    const cmName = pod.spec?.containers?.[0]?.envFrom?.[0]?.configMapRef?.name ?? config.target.configMap;
+    const cm = fake.store.getObject("configmaps", cmName);
     const served = cm?.data?.SERVED_MODEL_NAME ?? options.defaultServed ?? "scale-only-model";
+    const devMode = cm?.data?.VLLM_SERVER_DEV_MODE === "1";
+    const enableSleepMode = /^enable-sleep-mode: true$/m.test(cm?.data?.ENGINE_CONFIG_YAML ?? "");
+    let server: Deno.HttpServer | undefined;
     const handler = createFakeVllmHandler({
       model: served,
       modelName: cm?.data?.MODEL_NAME ?? served,
       loadMs: engineOptions.loadMs ?? 100,
       tokensPerSec: engineOptions.tokensPerSec,
       crashAfterChunks: engineOptions.crashAfterChunks,
+      devMode,
+      enableSleepMode,
+      sleepMs: engineOptions.sleepMs,
+      wakeMs: engineOptions.wakeMs,
+      // A dead engine's process exits: its port closes (the kubelet then sees it unready).
+      onEngineDead: () => void server?.shutdown(),
     });
     const engine: Engine = {
       pod: pod.metadata.name,
+      url: "",
+      sleepMode: devMode && enableSleepMode,
+      stats: () => handler.stats(),
       uid: pod.metadata.uid,
       model: served,
       startedAt: performance.now(),
       received: [],
       streamsCancelled: 0,
     };
-    const { promise: listening, resolve } = Promise.withResolvers<void>();
-    const server = Deno.serve(
-      { hostname: "127.0.0.1", port: vllmPort, onListen: () => resolve() },
+    const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
+    server = Deno.serve(
+      { hostname: "127.0.0.1", port: perModel ? 0 : vllmPort, onListen: (addr) => resolve(addr as Deno.NetAddr) },
       async (req) => {
         const path = new URL(req.url).pathname;
         if (path === "/health") return handler.fetch(req);
@@ -487,7 +528,7 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
         return new Response(relayed, { status: res.status, headers: res.headers });
       },
     );
-    await listening;
+    engine.url = `http://127.0.0.1:${(await listening).port}`;
     live.set(engine.uid, { engine, handler, server });
     engines.push(engine);
   };
@@ -513,14 +554,23 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
     onPodStart,
     onPodStop: (pod) => stopEngine(pod.metadata.uid),
     readiness,
+    endpointOf: (pod) => live.get(pod.metadata.uid)?.engine.url,
   });
+  if (perModel) {
+    // Each model's Service, through the API server's service proxy (as `kubectl proxy` would expose it).
+    baseInput = {
+      ...baseInput,
+      target: { ...baseInput.target, url: `${fake.url}/api/v1/namespaces/ai-apps/services/{service}:80/proxy` },
+    };
+    config = parseConfig(baseInput);
+  }
 
   // Timeline: sampled on every stored change and every served call (the fake's `until` re-checks on both).
   let recording = true;
   let lastKey = "";
   const sample = () => {
-    const dep = fake.store.getObject("deployments", config.target.deployment);
-    const cm = fake.store.getObject("configmaps", config.target.configMap);
+    const dep = perModel ? undefined : fake.store.getObject("deployments", config.target.deployment);
+    const cm = perModel ? undefined : fake.store.getObject("configmaps", config.target.configMap);
     const pods = fake.store.listObjects("pods").filter(isVllmPod).map((p: any) =>
       [p.metadata.name, p.status?.phase ?? "?", isReady(p) ? "ready" : "", p.metadata.deletionTimestamp ? "term" : ""]
         .filter(Boolean).join(":")
@@ -571,6 +621,7 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
     vllmPort,
     engines,
     overlaps,
+    liveEngine: (model) => [...live.values()].map((e) => e.engine).find((e) => e.model === model),
     timeline,
     async killEngine() {
       for (const uid of [...live.keys()]) {

@@ -9,7 +9,7 @@
 // deno-lint-ignore-file no-explicit-any
 import { KubeConfig } from "@kubernetes/client-node";
 import { ObjectStore } from "./fake_kube/store.ts";
-import { Cluster, type Timing } from "./fake_kube/cluster.ts";
+import { Cluster, type GpuEvent, isReady as podIsReady, type Timing } from "./fake_kube/cluster.ts";
 import { ResourceHandlers, type ResourceRequest, type Result } from "./fake_kube/handlers.ts";
 import {
   apiGroupList,
@@ -31,7 +31,7 @@ import { TcpRelay } from "./fake_kube/tcp_proxy.ts";
 
 export type { PolicyRuleLike, RoleLike } from "./fake_kube/rbac.ts";
 export type { ResourceName } from "./fake_kube/resources.ts";
-export { isReady } from "./fake_kube/cluster.ts";
+export { type GpuEvent, isReady } from "./fake_kube/cluster.ts";
 
 /** A Pod object as the fake stores it (plain JSON). */
 export type Pod = any;
@@ -54,6 +54,24 @@ export interface FakeKubeOptions {
   onPodStop?: (pod: Pod) => void | Promise<void>;
   /** Interval of BOOKMARK events on watches that allow them (default 1000 ms). */
   bookmarkIntervalMs?: number;
+  /**
+   * Where a pod's container port answers (a base URL), for the service proxy: requests to
+   * `/api/v1/namespaces/NS/services/NAME[:PORT]/proxy/PATH` go to a Ready pod the Service selects, as the API
+   * server (and `kubectl proxy` in front of it) does.
+   */
+  endpointOf?: (pod: Pod) => string | undefined;
+}
+
+/** One request the service proxy relayed (kept apart from `calls`: it is traffic, not an API call). */
+export interface ProxiedRecord {
+  /** Service name. */
+  service: string;
+  method: string;
+  /** The path after `/proxy`. */
+  path: string;
+  /** The pod it went to (null: no Ready endpoint). */
+  pod: string | null;
+  status: number;
 }
 
 /** One request the fake served. */
@@ -135,7 +153,19 @@ export interface FakeKube {
   /** Every request served, in order. */
   calls: CallRecord[];
   faults: FakeKubeFaults;
-  kubelet: { gpusInUse(): number; pods(): Pod[]; hookErrors: unknown[] };
+  kubelet: {
+    gpusInUse(): number;
+    pods(): Pod[];
+    hookErrors: unknown[];
+    /** Every change of the node's GPU use (bound, released, unschedulable), in order. */
+    gpuLog: GpuEvent[];
+    /** The most GPUs in use at once so far. */
+    peakGpusInUse(): number;
+    /** GPUs on the node. */
+    gpusPerNode: number;
+  };
+  /** Requests relayed by the service proxy, in order. */
+  proxied: ProxiedRecord[];
   /**
    * Resolves once `check()` is true, re-checking on every stored change and every served call (no
    * polling); rejects after `timeoutMs` (default 5000) with `what` in the message.
@@ -498,8 +528,61 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
     }
   };
 
+  const proxied: ProxiedRecord[] = [];
+  const SERVICE_PROXY = /^\/api\/v1\/namespaces\/([^/]+)\/services\/([^/:]+)(?::[^/]+)?\/proxy(\/.*)?$/;
+
+  /**
+   * The API server's service proxy, as `kubectl proxy` exposes it to a person with their own credentials (so
+   * the proxy's Role is not asked): to the first Ready, not terminating pod the Service selects.
+   */
+  const serviceProxy = async (req: Request, url: URL, match: RegExpMatchArray): Promise<Response> => {
+    const [, ns, name, rest = "/"] = match;
+    const record: ProxiedRecord = { service: name, method: req.method, path: rest, pod: null, status: 0 };
+    proxied.push(record);
+    const service = store.get("services", ns, name);
+    if (!service) {
+      await req.body?.cancel();
+      record.status = 404;
+      return statusResponse(new ApiError(404, "NotFound", `services "${name}" not found`));
+    }
+    const selector = service.spec?.selector ?? {};
+    const endpoint = store.list("pods", ns)
+      .filter((p: Pod) =>
+        !p.metadata.deletionTimestamp && podIsReady(p) &&
+        Object.entries(selector).every(([k, v]) => p.metadata.labels?.[k] === v)
+      )
+      .sort((a: Pod, b: Pod) => a.metadata.name.localeCompare(b.metadata.name))
+      .map((p: Pod) => ({ pod: p, url: options.endpointOf?.(p) }))
+      .find((e: { url?: string }) => e.url !== undefined);
+    if (!endpoint) {
+      await req.body?.cancel();
+      record.status = 503;
+      return statusResponse(new ApiError(503, "ServiceUnavailable", `no endpoints available for service "${name}"`));
+    }
+    record.pod = endpoint.pod.metadata.name;
+    try {
+      const headers = new Headers(req.headers);
+      headers.delete("host");
+      const res = await fetch(`${endpoint.url}${rest}${url.search}`, {
+        method: req.method,
+        headers,
+        body: req.body,
+        signal: req.signal,
+      });
+      record.status = res.status;
+      return new Response(res.body, { status: res.status, headers: res.headers });
+    } catch (err) {
+      record.status = 503;
+      return statusResponse(
+        new ApiError(503, "ServiceUnavailable", `error trying to reach service: ${(err as Error).message}`),
+      );
+    }
+  };
+
   const handle = async (req: Request, connectionPort: number): Promise<Response> => {
     const url = new URL(req.url);
+    const proxiedService = url.pathname.match(SERVICE_PROXY);
+    if (proxiedService && !closing) return await serviceProxy(req, url, proxiedService);
     const route = parseRoute(url.pathname);
     const call: Omit<CallRecord, "status"> = {
       method: req.method,
@@ -683,7 +766,11 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
       gpusInUse: () => cluster.gpusInUse(),
       pods: () => cluster.pods(),
       hookErrors: cluster.hookErrors,
+      gpuLog: cluster.gpuLog,
+      peakGpusInUse: () => cluster.peakGpusInUse(),
+      gpusPerNode: options.gpusPerNode ?? 1,
     },
+    proxied,
     until(check, timeoutMs = 5000, what = "condition") {
       return new Promise<void>((resolve, reject) => {
         if (check()) return resolve();

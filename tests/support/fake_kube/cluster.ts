@@ -27,6 +27,24 @@ export interface NodeFaults {
   stuckTerminating: boolean;
 }
 
+/**
+ * One change of the node's GPU use, as the simulated kubelet and scheduler record it: a pod given GPUs (bound,
+ * from the moment the scheduler picks it), a pod whose GPUs are free again (gone from the API), or a pod the
+ * scheduler could not place for lack of them.
+ */
+export interface GpuEvent {
+  /** performance.now() of the change. */
+  at: number;
+  event: "bound" | "released" | "unschedulable";
+  pod: string;
+  /** The pod's model label (`vllm.efortin.github.io/model`), when it has one. */
+  model?: string;
+  /** GPUs the pod asks for. */
+  gpus: number;
+  /** GPUs in use on the node right after the change. */
+  inUse: number;
+}
+
 /** Options of the simulation. */
 export interface ClusterOptions {
   gpusPerNode: number;
@@ -70,6 +88,10 @@ export class Cluster {
   #podIp = 10;
   /** Errors thrown by hooks (tests may assert it stays empty). */
   readonly hookErrors: unknown[] = [];
+  /** Every change of the node's GPU use, in order. */
+  readonly gpuLog: GpuEvent[] = [];
+  /** Pods holding GPUs now (uid → GPUs), for the log. */
+  readonly #holding = new Map<string, number>();
 
   constructor(store: ObjectStore, opts: ClusterOptions) {
     this.#store = store;
@@ -98,7 +120,10 @@ export class Cluster {
   }
 
   #onEvent(e: StoreEvent): void {
-    if (e.resource === "pods" && e.type === "DELETED") this.#runtime.delete(e.object.metadata.uid);
+    if (e.resource === "pods" && e.type === "DELETED") {
+      this.#runtime.delete(e.object.metadata.uid);
+      if (this.#holding.delete(e.object.metadata.uid)) this.#logGpu("released", e.object);
+    }
     if (e.resource === "deployments" || e.resource === "pods") this.kick();
   }
 
@@ -119,6 +144,23 @@ export class Cluster {
       this.#runtime.set(pod.metadata.uid, rt);
     }
     return rt;
+  }
+
+  #logGpu(event: GpuEvent["event"], pod: any): void {
+    const model = pod.metadata?.labels?.["vllm.efortin.github.io/model"];
+    this.gpuLog.push({
+      at: performance.now(),
+      event,
+      pod: pod.metadata.name,
+      ...(model ? { model } : {}),
+      gpus: podGpus(pod),
+      inUse: this.gpusInUse(),
+    });
+  }
+
+  /** The most GPUs in use at once on the node so far. */
+  peakGpusInUse(): number {
+    return this.gpuLog.reduce((peak, e) => Math.max(peak, e.inUse), 0);
   }
 
   /** GPUs held by pods bound (or being bound) to the node, terminating ones included. */
@@ -226,6 +268,10 @@ export class Cluster {
         continue;
       }
       this.#rt(pod).binding = true;
+      if (gpus > 0) {
+        this.#holding.set(pod.metadata.uid, gpus);
+        this.#logGpu("bound", pod);
+      }
       this.#after(
         this.#opts.timing.scheduleMs,
         () => this.#bind(pod.metadata.namespace, pod.metadata.name, pod.metadata.uid),
@@ -239,6 +285,7 @@ export class Cluster {
       "1 No preemption victims found for incoming pod.";
     const existing = (pod.status?.conditions ?? []).find((c: any) => c.type === "PodScheduled");
     if (existing?.status === "False" && existing.reason === "Unschedulable" && existing.message === message) return;
+    this.#logGpu("unschedulable", pod);
     pod.status = {
       ...pod.status,
       phase: "Pending",
