@@ -102,7 +102,7 @@ export interface Engine {
   readyAt?: number;
   /** performance.now() when it was stopped. */
   stoppedAt?: number;
-  /** Every request it received (except /health), raw body bytes included. */
+  /** Every request it received (except the probes /health and /is_sleeping), raw body bytes included. */
   received: { path: string; body: Uint8Array; headers: Headers }[];
   /** SSE response bodies the proxy cancelled before their end (client left, upstream aborted). */
   streamsCancelled: number;
@@ -505,7 +505,8 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
       { hostname: "127.0.0.1", port: perModel ? 0 : vllmPort, onListen: (addr) => resolve(addr as Deno.NetAddr) },
       async (req) => {
         const path = new URL(req.url).pathname;
-        if (path === "/health") return handler.fetch(req);
+        // Probes (readiness, sleep state) are not requests the engine serves.
+        if (path === "/health" || path === "/is_sleeping") return handler.fetch(req);
         const body = new Uint8Array(await req.arrayBuffer());
         engine.received.push({ path, body, headers: req.headers });
         const res = await handler.fetch(

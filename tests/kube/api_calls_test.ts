@@ -25,8 +25,15 @@ Deno.test("every verb of lib/kube calls the API only in ways API_CALLS lists (Ro
     await client.scale(0);
     await client.forceDeletePods();
     await client.waitGone({ deadline: Date.now() + 5000 });
+    // The per-model layout's reads: every model's Deployment by the model label, listed and watched.
+    await client.readModelStates(["model-a"]);
+    const objects = client.watchModelObjects(controller.signal);
+    await fake.until(() => objects.synced(), 5000, "the per-model watch synced");
+    await client.setSleepLevel(1);
+    assert.equal(await client.readSleepLevel(), 1);
     controller.abort();
     await models.done;
+    await objects.done;
 
     // Every table entry is exercised, so the table lists nothing the code does not need either.
     const used = new Set(fake.calls.map((c) => `${c.verb} ${c.resource}${c.subresource ? "/" + c.subresource : ""}`));
