@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { ConfigError } from "../config/define.ts";
 import { ConfigLoadError, loadConfig } from "../config/load.ts";
 import { parseDuration } from "../config/units.ts";
+import type { ModelState } from "../kube/per_model.ts";
 import type { KubeState } from "../kube/state.ts";
 import type { ScalerStatus } from "../scaler/types.ts";
 
@@ -17,7 +18,10 @@ const USAGE = `Usage: vllm-chill status [--url URL] [--admin-token TOKEN] [--jso
                          [--configmap NAME] [--kubeconfig FILE] [--json]
 
 Asks a running proxy for its state (GET <url>/admin/status), or with --cluster
-reads it from Kubernetes: replicas, the active model the ConfigMap names, pods.
+reads it from Kubernetes: replicas, the active model the ConfigMap names, pods,
+and the sleep level the proxy recorded while the engine sleeps. With layout
+"per-model" (in the config file): every model's Deployment, replicas, pods and
+sleep state.
 
 Options:
   --url URL            proxy base URL (env VLLM_CHILL_URL, default http://127.0.0.1:8080)
@@ -155,8 +159,24 @@ export function formatStatus(status: Partial<ScalerStatus> & Record<string, unkn
     }
   }
   const backend = status.backend as Record<string, unknown> | undefined;
+  // Per-model layout: each model's Deployment, replicas, pods and sleep state, beside the scheduler's view.
+  const perModel = backend?.layout === "per-model"
+    ? backend.models as Record<
+      string,
+      { deployment: string; replicas: number; pods: { phase: string }[]; sleeping: boolean }
+    >
+    : undefined;
+  for (const [name, model] of Object.entries(status.models ?? {})) {
+    const kube = perModel?.[name];
+    const where = model.gpus.length ? ` on GPU ${model.gpus.join(",")}` : "";
+    const pods = kube
+      ? ` ${kube.deployment} replicas=${kube.replicas} pods=${kube.pods.map((p) => p.phase).join(",") || "none"}`
+      : "";
+    lines.push(`model         ${name}: ${model.status}${where}${pods}${kube?.sleeping ? " (asleep)" : ""}`);
+  }
   if (backend && Object.keys(backend).length) {
-    lines.push(`backend       ${Object.entries(backend).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`);
+    const shown = perModel ? Object.entries(backend).filter(([k]) => k !== "models") : Object.entries(backend);
+    lines.push(`backend       ${shown.map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")}`);
   }
   return lines.join("\n");
 }
@@ -177,15 +197,26 @@ async function clusterStatus(values: Record<string, string | boolean | undefined
     throw error;
   }
   const { createKubeClient } = await import("../kube/mod.ts");
-  let state: KubeState;
+  let state: ClusterState;
   try {
     const kube = createKubeClient({
       kubeconfig: config.kubeconfig,
       namespace: config.namespace,
-      target: { deployment: config.target.deployment, configMap: config.target.configMap },
+      target: {
+        deployment: config.target.deployment,
+        configMap: config.target.configMap,
+        service: config.target.service,
+      },
     });
     try {
-      state = await kube.readState({ signal: AbortSignal.timeout(timeoutMs), deadline: Date.now() + timeoutMs });
+      const options = { signal: AbortSignal.timeout(timeoutMs), deadline: Date.now() + timeoutMs };
+      if (config.layout === "per-model") {
+        state = { layout: "per-model", models: await kube.readModelStates(Object.keys(config.models), options) };
+      } else {
+        const shared = await kube.readState(options);
+        const sleepLevel = shared.replicas > 0 ? await kube.readSleepLevel(options) : null;
+        state = { ...shared, sleepLevel };
+      }
     } finally {
       kube.close();
     }
@@ -197,8 +228,51 @@ async function clusterStatus(values: Record<string, string | boolean | undefined
     console.log(JSON.stringify(state, null, 2));
     return 0;
   }
-  console.log(formatClusterStatus(state, `${config.namespace}/${config.target.deployment}`));
+  console.log(
+    "models" in state
+      ? formatModelsStatus(state.models, config.namespace)
+      : formatClusterStatus(state, `${config.namespace}/${config.target.deployment}`),
+  );
   return 0;
+}
+
+/** What `status --cluster` reads: the shared Deployment's state, or every model's (per-model layout). */
+type ClusterState = (KubeState & { sleepLevel: 1 | 2 | null }) | { layout: "per-model"; models: ModelState[] };
+
+/**
+ * Formats every model's state (per-model layout) for a terminal: one block per model with its Deployment,
+ * replicas, engine phase, sleep state (as the proxy recorded it) and pods.
+ *
+ * @example
+ * ```ts
+ * import { formatModelsStatus } from "./status.ts";
+ * const text = formatModelsStatus([{
+ *   key: "a", names: { deployment: "vllm-a", configMap: "vllm-config-a", service: "vllm-svc-a" },
+ *   deploymentExists: true, replicas: 1, pods: [], phase: "pending", sleepLevel: null,
+ * }], "ai-apps");
+ * text.includes("vllm-a"); // true
+ * ```
+ */
+export function formatModelsStatus(models: readonly ModelState[], namespace: string): string {
+  const lines = [`layout        per-model (namespace ${namespace})`];
+  for (const model of [...models].sort((a, b) => a.key.localeCompare(b.key))) {
+    const sleep = model.phase !== "ready" ? "-" : model.sleepLevel ? `asleep (level ${model.sleepLevel})` : "awake";
+    lines.push(
+      "",
+      `model         ${model.key}`,
+      `deployment    ${model.names.deployment}${model.deploymentExists ? "" : " (missing)"}`,
+      `replicas      ${model.replicas}`,
+      `engine        ${model.phase}${model.reason ? ` (${model.reason})` : ""}`,
+      `sleep         ${sleep}`,
+    );
+    for (const pod of model.pods) {
+      lines.push(
+        `pod           ${pod.name} ${pod.phase}${pod.reason ? ` (${pod.reason})` : ""}` +
+          (pod.restarts ? ` restarts=${pod.restarts}` : ""),
+      );
+    }
+  }
+  return lines.join("\n");
 }
 
 /**
@@ -214,13 +288,16 @@ async function clusterStatus(values: Record<string, string | boolean | undefined
  * text.includes("qwen3-8b"); // true
  * ```
  */
-export function formatClusterStatus(state: KubeState, where: string): string {
+export function formatClusterStatus(state: KubeState & { sleepLevel?: 1 | 2 | null }, where: string): string {
   const lines = [
     `deployment    ${where}${state.deploymentExists ? "" : " (missing)"}`,
     `replicas      ${state.replicas}`,
     `engine        ${state.phase}${state.reason ? ` (${state.reason})` : ""}`,
     `active model  ${state.activeModel ?? "none"}`,
   ];
+  if (state.phase === "ready") {
+    lines.push(`sleep         ${state.sleepLevel ? `asleep (level ${state.sleepLevel})` : "awake"}`);
+  }
   for (const pod of state.pods) {
     lines.push(
       `pod           ${pod.name} ${pod.phase}${pod.reason ? ` (${pod.reason})` : ""}` +

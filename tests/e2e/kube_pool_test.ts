@@ -159,7 +159,8 @@ Deno.test("kube pool: a pod that stays Pending answers 503 with the kube schedul
       assert.equal(error.status, 503);
       assert.match(error.message, /0\/1 nodes are available: 1 Insufficient nvidia\.com\/gpu/);
       await env.fake.until(
-        () => env.fake.store.getObject("deployments", "vllm-model-a").spec.replicas === 0 &&
+        () =>
+          env.fake.store.getObject("deployments", "vllm-model-a").spec.replicas === 0 &&
           env.fake.kubelet.pods().every((p) => p.metadata.name === "trainer"),
         5000,
         "model-a back to 0 replicas, its pod gone",
@@ -271,7 +272,11 @@ Deno.test("kube pool: a restarted proxy reads every model back (ready, sleeping,
 
 Deno.test("kube pool: a VLLMModel created later gets its own objects; deleted, its engine is scaled to 0, objects kept", async () => {
   await withKubeE2e(pool({ config: { models: { "model-a": { modelName: "org/model-a" } } } }), async (env) => {
-    await env.fake.until(() => env.fake.store.getObject("deployments", "vllm-model-a") !== undefined, 5000, "a's objects");
+    await env.fake.until(
+      () => env.fake.store.getObject("deployments", "vllm-model-a") !== undefined,
+      5000,
+      "a's objects",
+    );
     env.fake.store.createObject("vllmmodels", {
       apiVersion: "vllm.efortin.github.io/v1alpha1",
       kind: "VLLMModel",
@@ -279,7 +284,8 @@ Deno.test("kube pool: a VLLMModel created later gets its own objects; deleted, i
       spec: { modelName: "org/late", gpus: 2 },
     });
     await env.fake.until(
-      () => env.fake.store.getObject("deployments", "vllm-late") !== undefined &&
+      () =>
+        env.fake.store.getObject("deployments", "vllm-late") !== undefined &&
         env.fake.store.getObject("services", "vllm-svc-late") !== undefined &&
         env.fake.store.getObject("configmaps", "vllm-config-late") !== undefined,
       5000,
@@ -291,7 +297,8 @@ Deno.test("kube pool: a VLLMModel created later gets its own objects; deleted, i
     assert.equal(await ask(env, "late"), "late");
     env.fake.store.deleteObject("vllmmodels", "late");
     await env.fake.until(
-      () => env.fake.store.getObject("deployments", "vllm-late").spec.replicas === 0 &&
+      () =>
+        env.fake.store.getObject("deployments", "vllm-late").spec.replicas === 0 &&
         env.fake.kubelet.pods().length === 0,
       5000,
       "the deleted model's engine scaled to 0",
