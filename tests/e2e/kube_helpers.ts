@@ -475,7 +475,7 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
     const served = cm?.data?.SERVED_MODEL_NAME ?? options.defaultServed ?? "scale-only-model";
     const devMode = cm?.data?.VLLM_SERVER_DEV_MODE === "1";
     const enableSleepMode = /^enable-sleep-mode: true$/m.test(cm?.data?.ENGINE_CONFIG_YAML ?? "");
-    let server: Deno.HttpServer | undefined;
+    const serving: { server?: Deno.HttpServer } = {};
     const handler = createFakeVllmHandler({
       model: served,
       modelName: cm?.data?.MODEL_NAME ?? served,
@@ -487,7 +487,7 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
       sleepMs: engineOptions.sleepMs,
       wakeMs: engineOptions.wakeMs,
       // A dead engine's process exits: its port closes (the kubelet then sees it unready).
-      onEngineDead: () => void server?.shutdown(),
+      onEngineDead: () => void serving.server?.shutdown(),
     });
     const engine: Engine = {
       pod: pod.metadata.name,
@@ -501,7 +501,7 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
       streamsCancelled: 0,
     };
     const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-    server = Deno.serve(
+    const server = serving.server = Deno.serve(
       { hostname: "127.0.0.1", port: perModel ? 0 : vllmPort, onListen: (addr) => resolve(addr as Deno.NetAddr) },
       async (req) => {
         const path = new URL(req.url).pathname;
