@@ -307,3 +307,61 @@ Deno.test("kube pool: a VLLMModel created later gets its own objects; deleted, i
     assert.ok(env.fake.store.getObject("services", "vllm-svc-late"));
   });
 });
+
+const hasKubectl = (() => {
+  try {
+    new Deno.Command("kubectl", { args: ["version", "--client"], stdout: "null", stderr: "null" }).outputSync();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "kube pool: kubectl against the cluster shows the per-model objects (get deploy,svc,cm -l the model label)",
+  ignore: !hasKubectl,
+  fn: async () => {
+    await withKubeE2e(pool(), async (env) => {
+      await ask(env, "model-b");
+      await env.fake.until(
+        () => ["model-a", "model-c"].every((m) => env.fake.store.getObject("deployments", `vllm-${m}`)),
+        5000,
+        "every config model's objects ensured at start",
+      );
+      const cacheDir = await Deno.makeTempDir({ prefix: "kube-pool-kubectl-" });
+      try {
+        const out = await new Deno.Command("kubectl", {
+          args: [
+            // A person's kubectl, with their own access (not the proxy's Role).
+            "--kubeconfig",
+            env.fake.adminKubeconfigPath,
+            "--cache-dir",
+            cacheDir,
+            "get",
+            "deploy,svc,cm",
+            "-l",
+            "vllm.efortin.github.io/model",
+            "-L",
+            "vllm.efortin.github.io/model",
+          ],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const text = new TextDecoder().decode(out.stdout);
+        assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+        const row = (name: string) => text.split("\n").find((l) => l.split(/\s+/)[0] === name) ?? "";
+        // Deployments: READY x/y and the model label column; b runs, a and c sit at 0.
+        assert.match(row("deployment.apps/vllm-model-b"), /\s1\/1\s.*\smodel-b\s*$/);
+        assert.match(row("deployment.apps/vllm-model-a"), /\s0\/0\s.*\smodel-a\s*$/);
+        assert.match(row("deployment.apps/vllm-model-c"), /\s0\/0\s.*\smodel-c\s*$/);
+        for (const model of ["model-a", "model-b", "model-c"]) {
+          assert.match(row(`service/vllm-svc-${model}`), new RegExp(`ClusterIP.*\\s${model}\\s*$`));
+          assert.match(row(`configmap/vllm-config-${model}`), new RegExp(`\\s${model}\\s*$`));
+        }
+        assert.ok(!/\/vllm-svc\s|\/vllm\s|\/vllm-config\s/.test(text), `no shared objects: ${text}`);
+      } finally {
+        await Deno.remove(cacheDir, { recursive: true });
+      }
+    });
+  },
+});

@@ -147,6 +147,13 @@ export interface FakeKube {
   kubeconfigPath: string;
   /** The bearer token of the kubeconfig's user. */
   token: string;
+  /**
+   * A kubeconfig for a person with full access (e.g. `kubectl` run by a cluster admin): not bound by the
+   * Role, its calls recorded in `adminCalls`, not `calls`.
+   */
+  adminKubeconfigPath: string;
+  /** Calls made with `adminKubeconfigPath`. */
+  adminCalls: CallRecord[];
   /** A client-node KubeConfig loaded from kubeconfigPath. */
   kubeConfig(): KubeConfig;
   store: FakeKubeStore;
@@ -422,6 +429,7 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
     url: URL,
     route: Route,
     call: Omit<CallRecord, "status">,
+    admin: boolean,
   ) => {
     if (
       route.group === "authorization.k8s.io" && route.version === "v1" && route.resource === "selfsubjectaccessreviews"
@@ -462,14 +470,16 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
     if (route.name && verb === "create") {
       throw new ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource");
     }
-    authorize({
-      verb,
-      group: info.group,
-      resource: info.name,
-      subresource: route.subresource,
-      name: route.name,
-      namespace: route.namespace ?? "",
-    });
+    if (!admin) {
+      authorize({
+        verb,
+        group: info.group,
+        resource: info.name,
+        subresource: route.subresource,
+        name: route.name,
+        namespace: route.namespace ?? "",
+      });
+    }
     if (route.namespace) namespaces.add(route.namespace);
     const rr: ResourceRequest = {
       info,
@@ -579,7 +589,7 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
     }
   };
 
-  const handle = async (req: Request, connectionPort: number): Promise<Response> => {
+  const handle = async (req: Request, connectionPort: number, admin = false): Promise<Response> => {
     const url = new URL(req.url);
     const proxiedService = url.pathname.match(SERVICE_PROXY);
     if (proxiedService && !closing) return await serviceProxy(req, url, proxiedService);
@@ -601,11 +611,12 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
     }
     let response: Response;
     try {
-      for (const l of latencies) {
+      // Faults are the proxy's connection's, not a person's.
+      for (const l of admin ? [] : latencies) {
         if (!l.match || matchesCall(l.match, call)) await sleep(l.ms);
       }
       if (closing) throw new ApiError(503, "ServiceUnavailable", "the fake API server is shutting down");
-      const rule = failRules.find((r) => r.remaining > 0 && matchesCall(r.match, call));
+      const rule = admin ? undefined : failRules.find((r) => r.remaining > 0 && matchesCall(r.match, call));
       if (rule && rule.status === 0) {
         rule.remaining--;
         relay.reset(connectionPort);
@@ -628,7 +639,7 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
         } else {
           const found = req.method === "GET" ? discovery(url.pathname) : undefined;
           if (found) response = found;
-          else if (route) response = await serveResource(req, url, route, call);
+          else if (route) response = await serveResource(req, url, route, call, admin);
           else {
             await req.body?.cancel();
             response = new Response("404 page not found\n", { status: 404, headers: { "content-type": "text/plain" } });
@@ -644,10 +655,11 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
         );
       }
     }
-    calls.push({ ...call, status: response.status });
+    (admin ? adminCalls : calls).push({ ...call, status: response.status });
     for (const listener of [...callListeners]) listener();
     return response;
   };
+  const adminCalls: CallRecord[] = [];
 
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
@@ -656,7 +668,37 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
   // Clients connect through a relay so that faults can break connections abruptly.
   const relay = new TcpRelay(server.addr.port);
   const url = `http://127.0.0.1:${relay.port}`;
+  // A person's access (a cluster admin running kubectl): its own port, not bound by the proxy's Role, its calls
+  // kept apart from `calls` (kubectl sends no bearer token over plain http, so the port tells who is asking).
+  const adminServer = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    (req, info) => handle(req, (info.remoteAddr as Deno.NetAddr).port, true),
+  );
   const kubeconfigPath = await Deno.makeTempFile({ prefix: "fake-kube-", suffix: ".yaml" });
+  const adminKubeconfigPath = await Deno.makeTempFile({ prefix: "fake-kube-admin-", suffix: ".yaml" });
+  await Deno.writeTextFile(
+    adminKubeconfigPath,
+    [
+      "apiVersion: v1",
+      "kind: Config",
+      "clusters:",
+      "- name: fake",
+      "  cluster:",
+      `    server: http://127.0.0.1:${adminServer.addr.port}`,
+      "    insecure-skip-tls-verify: true",
+      "users:",
+      "- name: admin",
+      "  user: {}",
+      "contexts:",
+      "- name: fake-admin",
+      "  context:",
+      "    cluster: fake",
+      "    user: admin",
+      `    namespace: ${namespace}`,
+      "current-context: fake-admin",
+      "",
+    ].join("\n"),
+  );
   await Deno.writeTextFile(
     kubeconfigPath,
     [
@@ -753,6 +795,8 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
   return {
     url,
     kubeconfigPath,
+    adminKubeconfigPath,
+    adminCalls,
     token: TOKEN,
     kubeConfig() {
       const kc = new KubeConfig();
@@ -805,7 +849,9 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
       cluster.close();
       await relay.close();
       await server.shutdown();
+      await adminServer.shutdown();
       await Deno.remove(kubeconfigPath).catch(() => {});
+      await Deno.remove(adminKubeconfigPath).catch(() => {});
     },
   };
 }
