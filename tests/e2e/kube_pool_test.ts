@@ -105,6 +105,15 @@ Deno.test("kube pool: a third model evicts the least recently used idle one; its
     const bound = firstGpuEvent(log, "bound", "model-c");
     assert.ok(released >= 0 && bound > released, `a's GPU freed before c's pod was scheduled: ${JSON.stringify(log)}`);
     assert.equal(log.filter((e) => e.event === "unschedulable").length, 0, "c never waited for a GPU");
+    // And c was scaled up only after a's pod was gone (the timeline notes how many API calls preceded each change).
+    const aGone = env.timeline.findIndex((sample, i) =>
+      i > 0 && env.timeline[i - 1].pods.some((p) => p.startsWith("vllm-model-a-")) &&
+      !sample.pods.some((p) => p.startsWith("vllm-model-a-"))
+    );
+    const scaleC = env.fake.calls.findIndex((c) =>
+      c.subresource === "scale" && c.verb === "patch" && c.name === "vllm-model-c"
+    );
+    assert.ok(aGone > 0 && scaleC >= env.timeline[aGone].callIndex, "c's scale-up came after a's pod was gone");
     assert.ok(env.fake.kubelet.peakGpusInUse() <= env.fake.kubelet.gpusPerNode);
     // The objects of the evicted model stay (scaled to 0, never deleted).
     assert.ok(env.fake.store.getObject("services", "vllm-svc-model-a"));
@@ -114,6 +123,32 @@ Deno.test("kube pool: a third model evicts the least recently used idle one; its
     assert.equal(env.fake.store.getObject("deployments", "vllm-model-b").spec.replicas, 0);
     assert.equal(chatsReceived(env, "model-a"), 2);
     assert.ok(env.fake.kubelet.peakGpusInUse() <= env.fake.kubelet.gpusPerNode);
+  });
+});
+
+Deno.test("kube pool: a model with a stream in flight is never evicted: the idle one goes instead", async () => {
+  await withKubeE2e(pool({ engine: { tokensPerSec: 20 } }), async (env) => {
+    await ask(env, "model-a");
+    await ask(env, "model-b");
+    // a streams (and is the least recently used by its last request's end).
+    const stream = await env.openai().chat.completions.create({
+      model: "model-a",
+      messages: [{ role: "user", content: "a long answer" }],
+      max_tokens: 20,
+      stream: true,
+    });
+    const chunks: string[] = [];
+    const reading = (async () => {
+      for await (const chunk of stream) chunks.push(chunk.choices[0]?.delta?.content ?? "");
+    })();
+    await waitUntil(() => Promise.resolve(chunks.length > 0), 5000, "a's stream started");
+    assert.equal(await ask(env, "model-c"), "model-c");
+    assert.equal(env.fake.store.getObject("deployments", "vllm-model-b").spec.replicas, 0, "b (idle) made room");
+    assert.equal(env.fake.store.getObject("deployments", "vllm-model-a").spec.replicas, 1);
+    await reading;
+    assert.ok(chunks.join("").length > 0);
+    assert.equal(env.liveEngine("model-a")!.streamsCancelled, 0, "a's stream ran to its end");
+    assert.ok(env.fake.kubelet.peakGpusInUse() <= 2);
   });
 });
 
