@@ -9,6 +9,7 @@ import type OpenAI from "openai";
 import { APIError } from "openai";
 import type { GpuEvent } from "../support/fake_kube.ts";
 import {
+  FAST_TIMING,
   gpuBlockerPod,
   type KubeE2e,
   type KubeE2eOptions,
@@ -303,6 +304,33 @@ Deno.test("kube pool: a restarted proxy reads every model back (ready, sleeping,
       assert.ok(env.fake.kubelet.peakGpusInUse() <= 3);
     },
   );
+});
+
+Deno.test("kube pool: a proxy restarted mid-eviction (the victim's pod terminating) converges without overcommitting the GPUs", async () => {
+  await withKubeE2e(pool({ fake: { timing: { ...FAST_TIMING, terminateMs: 800 } } }), async (env) => {
+    await ask(env, "model-a");
+    await ask(env, "model-b");
+    const held = ask(env, "model-c").then(() => "served", (e) => e);
+    await env.fake.until(
+      () =>
+        env.fake.kubelet.pods().some((p) =>
+          p.metadata.deletionTimestamp && p.metadata.name.startsWith("vllm-model-a-")
+        ),
+      5000,
+      "a's pod terminating for c",
+    );
+    await env.stopProxy();
+    assert.equal((await held as APIError).status, 503);
+    await env.startProxy();
+    assert.equal(await ask(env, "model-c"), "model-c");
+    assert.equal(await ask(env, "model-b"), "model-b");
+    const log = env.fake.kubelet.gpuLog;
+    assert.ok(firstGpuEvent(log, "released", "model-a") < firstGpuEvent(log, "bound", "model-c"), JSON.stringify(log));
+    assert.equal(log.filter((e) => e.event === "unschedulable").length, 0);
+    assert.ok(env.fake.kubelet.peakGpusInUse() <= 2);
+    assert.equal(env.fake.store.getObject("deployments", "vllm-model-a").spec.replicas, 0);
+    assert.equal(podsOf(env, "model-b"), 1, "b kept its pod through the restart");
+  });
 });
 
 Deno.test("kube pool: a VLLMModel created later gets its own objects; deleted, its engine is scaled to 0, objects kept", async () => {
