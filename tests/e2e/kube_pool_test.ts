@@ -278,6 +278,7 @@ Deno.test("kube pool: a restarted proxy reads every model back (ready, sleeping,
       await ask(env, "model-a");
       await ask(env, "model-b");
       await waitUntil(async () => (await modelStatuses(env.url))["model-b"] === "sleeping", 5000, "b asleep");
+      await waitUntil(() => Promise.resolve(env.liveEngine("model-b")!.stats().isSleeping), 2000, "b's engine asleep");
       // c is mid-start when the proxy goes away.
       const cHeld = ask(env, "model-c").then(() => "served", (e) => e);
       await env.fake.until(() => env.fake.kubelet.pods().length === 3, 5000, "c's pod created");

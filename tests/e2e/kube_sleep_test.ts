@@ -63,12 +63,13 @@ Deno.test("kube sleep (shared layout): a restarted proxy reads the sleep back (G
   await withKubeE2e({ config: { sleepAfter: "200ms", idleTimeout: "1m", sleepLevel: 2 } }, async (env) => {
     await served(env, "model-a");
     await waitUntil(async () => await statusOf(env, "model-a") === "sleeping", 5000, "asleep");
+    const engine = env.liveEngine("model-a")!;
+    await waitUntil(() => Promise.resolve(engine.stats().isSleeping), 2000, "the engine asleep");
     await env.stopProxy();
     // The new proxy would not sleep at level 2 by itself: the level recorded on the Deployment says how deep.
     await env.startProxy({ sleepAfter: "200ms", idleTimeout: "1m", sleepLevel: 1 });
     assert.equal(await statusOf(env, "model-a"), "sleeping");
     await served(env, "model-a");
-    const engine = env.liveEngine("model-a")!;
     assert.equal(env.engines.length, 1);
     assert.equal(engine.stats().wakes, 1);
     assert.equal(engine.stats().reloads, 1, "woken as deep as it slept: weights reloaded");
@@ -83,6 +84,8 @@ Deno.test("kube sleep (per-model layout): level 2 → weights reloaded and prefi
   }, async (env) => {
     await served(env, "model-b");
     await waitUntil(async () => await statusOf(env, "model-b") === "sleeping", 5000, "asleep");
+    // "sleeping" holds from the moment the proxy decides to send /sleep; the engine confirms it.
+    await waitUntil(() => Promise.resolve(env.liveEngine("model-b")!.stats().isSleeping), 2000, "the engine asleep");
     assert.equal(env.fake.store.getObject("deployments", "vllm-model-b").metadata.annotations[SLEEP_LEVEL], "2");
     await served(env, "model-b");
     const stats = env.liveEngine("model-b")!.stats();
