@@ -152,8 +152,12 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
     models: registry.list().map((m) => m.name),
   });
 
-  if (kube) startKubernetesSide(kube, config, registry, log, closer.signal);
-  scaler.start().catch((error) => log.error("scaler failed to start", { error }));
+  const modelsListed = kube ? startKubernetesSide(kube, config, registry, log, closer.signal) : Promise.resolve();
+  // The engines are judged once the VLLMModel list is in (bounded): before, a running engine of a model declared
+  // by a VLLMModel would look unknown, and be stopped. Requests are held meanwhile; /readyz says 503.
+  void Promise.race([modelsListed, delay(MODELS_LIST_WAIT_MS, closer.signal)]).then(() =>
+    scaler.start().catch((error) => log.error("scaler failed to start", { error }))
+  );
 
   let stopping: Promise<void> | undefined;
   const shutdown = () =>
@@ -203,17 +207,17 @@ function startKubernetesSide(
   registry: ModelRegistry,
   log: Logger,
   signal: AbortSignal,
-): void {
+): Promise<unknown> {
   kube.rbacSelfCheck({ signal, deadline: Date.now() + 30_000 }).then((report) => {
     if (report.missing.length) log.error("RBAC self-check: missing permissions", { message: report.message });
     else log.info("RBAC self-check passed");
   }).catch((error) => log.warn("RBAC self-check could not run", { error }));
 
-  if (!config.enableModelSwitch) return;
+  if (!config.enableModelSwitch) return Promise.resolve();
   const watch = kube.watchModels(registry, signal);
   if (config.layout === "per-model") {
     keepModelObjects(kube, config, registry, log, signal, watch.synced);
-    return;
+    return watch.synced;
   }
   (async () => {
     // Wait (bounded) for the first VLLMModel list so "the first model" includes them.
@@ -237,7 +241,11 @@ function startKubernetesSide(
       }
     }
   })();
+  return watch.synced;
 }
+
+/** Longest the engines wait for the first VLLMModel list before they are read back. */
+const MODELS_LIST_WAIT_MS = 5_000;
 
 /** Longest one ensure of a model's objects may take. */
 const ENSURE_TIMEOUT_MS = 30_000;

@@ -334,6 +334,37 @@ Deno.test("kube pool: a proxy restarted mid-eviction (the victim's pod terminati
   });
 });
 
+Deno.test("kube pool: a restarted proxy keeps a running VLLMModel-declared model (read back once the models are listed)", async () => {
+  await withKubeE2e(
+    pool({
+      config: { models: { "model-a": { modelName: "org/model-a" } } },
+      seed: (fake) => {
+        fake.store.createObject("vllmmodels", {
+          apiVersion: "vllm.efortin.github.io/v1alpha1",
+          kind: "VLLMModel",
+          metadata: { name: "crd-model" },
+          spec: { modelName: "org/crd-model" },
+        });
+      },
+      // A slow VLLMModel list: the proxy must not judge the engines before it knows the models.
+      fake: { gpusPerNode: 2 },
+    }),
+    async (env) => {
+      assert.equal(await ask(env, "crd-model"), "crd-model");
+      await env.stopProxy();
+      env.fake.faults.latency(300, { resource: "vllmmodels" });
+      await env.startProxy();
+      assert.equal(await ask(env, "crd-model"), "crd-model");
+      assert.equal(podsOf(env, "crd-model"), 1, "the same pod serves it");
+      assert.equal(
+        env.scalePatches().filter((c) => c.name === "vllm-crd-model").length,
+        1,
+        "never scaled down and up again",
+      );
+    },
+  );
+});
+
 Deno.test("kube pool: a VLLMModel created later gets its own objects; deleted, its engine is scaled to 0, objects kept", async () => {
   await withKubeE2e(pool({ config: { models: { "model-a": { modelName: "org/model-a" } } } }), async (env) => {
     await env.fake.until(
