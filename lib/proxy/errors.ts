@@ -122,7 +122,9 @@ const WHERE = "the reason is in GET /admin/status (lastError) and in the proxy's
  * while holding): status, code and Retry-After as they are, but never a
  * backend's reason — an engine's last output lines, a missing command, a
  * pod's termination message stay in the log and `/admin/status`. The
- * message names the model and says where the reason is.
+ * message names the model and says where the reason is. A start that failed
+ * because the cluster had no room says why in the kube scheduler's words
+ * (the rejection's `detail`: DESIGN, the pool on Kubernetes).
  *
  * @example
  * ```ts
@@ -152,5 +154,15 @@ export function clientRefusal(error: unknown, model: string | null): ClientRefus
     : /failed to start/.test(text)
     ? `${name} failed to start`
     : `${name} is unavailable`;
-  return { status: r.status!, code: r.code!, message: `${what}; ${WHERE}`, retryAfter: r.retryAfter };
+  // The scheduler's own reason when the cluster had no room (a pod the kube scheduler could not place).
+  const detail = typeof (error as { detail?: unknown })?.detail === "string"
+    ? `: no room in the cluster: ${clipDetail((error as { detail: string }).detail)}`
+    : "";
+  return { status: r.status!, code: r.code!, message: `${what}${detail}; ${WHERE}`, retryAfter: r.retryAfter };
+}
+
+/** A scheduler message as clients see it: one line, at most 500 characters. */
+function clipDetail(text: string): string {
+  const line = text.replace(/\s+/g, " ").trim();
+  return line.length > 500 ? `${line.slice(0, 500)}…` : line;
 }

@@ -925,15 +925,16 @@ function failStart(ctx: Ctx, model: string, reason: string): void {
   recordError(ctx, model, reason);
   const ids = takeHeld(s, (h) => h.model === model).map((h) => h.id);
   if (ids.length) {
-    ctx.fx.push(
-      reject(
-        ids,
-        503,
-        "model_unavailable",
-        `model "${model}" failed to start: ${reason}`,
-        s.policy.unavailableRetryAfter,
-      ),
+    const rejection = reject(
+      ids,
+      503,
+      "model_unavailable",
+      `model "${model}" failed to start: ${reason}`,
+      s.policy.unavailableRetryAfter,
     );
+    // No room in the cluster: the scheduler's own words are for the client too (DESIGN: the pool on Kubernetes).
+    const pending = s.engines[model]?.pending;
+    ctx.fx.push(pending ? { ...rejection, detail: pending } as SchedulerEffect : rejection);
   }
   rejectAdmin(ctx, "sleep", model, `model "${model}" failed to start`);
   stop(ctx, model, `start failed: ${reason}`, false);

@@ -389,7 +389,7 @@ class ScalerDriver implements Scaler {
         this.#metrics.rejectedRequestsTotal.inc({ reason: effect.code }, effect.ids.length);
         for (const id of effect.ids) {
           const waiter = this.#take(id);
-          waiter?.reject(new Rejection(effect.status, effect.code, effect.message, effect.retryAfter));
+          waiter?.reject(new Rejection(effect.status, effect.code, effect.message, effect.retryAfter, effect.detail));
         }
         if (effect.status !== 429 && effect.status !== 409) {
           this.#log.warn("rejected", {

@@ -439,6 +439,8 @@ export type SchedulerEffect =
     code: string;
     message: string;
     retryAfter?: number;
+    /** The part of the reason clients may be told (a pod the kube scheduler could not place: its message). */
+    detail?: string;
   }
   /** Admin operations finished. */
   | { type: "done"; ids: string[] }

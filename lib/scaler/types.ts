@@ -40,13 +40,25 @@ export class Rejection extends Error {
   readonly code: string;
   /** Seconds for the Retry-After header, when useful. */
   readonly retryAfter?: number;
+  /**
+   * The part of the reason a client may be told, when there is one: the kube scheduler's message for a pod it
+   * could not place. The rest of `message` (an engine's output, a pod's state) stays in the log and /admin/status.
+   */
+  readonly detail?: string;
   /** Creates the rejection. */
-  constructor(status: 409 | 429 | 503 | 504, code: string, message: string, retryAfter?: number) {
+  constructor(
+    status: 409 | 429 | 503 | 504,
+    code: string,
+    message: string,
+    retryAfter?: number,
+    detail?: string,
+  ) {
     super(message);
     this.name = "Rejection";
     this.status = status;
     this.code = code;
     this.retryAfter = retryAfter;
+    if (detail !== undefined) this.detail = detail;
   }
 }
 

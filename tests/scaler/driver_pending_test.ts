@@ -87,6 +87,7 @@ Deno.test("driver: a pod unschedulable until startTimeout → 503 naming the sch
   assert.ok(error instanceof Rejection);
   assert.equal(error.status, 503);
   assert.match(error.message, /Insufficient nvidia\.com\/gpu/);
+  assert.equal(error.detail, "0/1 nodes are available: 1 Insufficient nvidia.com/gpu.");
   assert.match(env.backend.last("stop", "a").reason!, /Insufficient nvidia\.com\/gpu/);
   await env.scaler.shutdown();
 });

@@ -118,6 +118,7 @@ Deno.test("startPending: still unschedulable at startTimeout → 503 carrying th
     rejection!.message,
     /not ready within startTimeout 2s: 0\/1 nodes are available: 1 Insufficient nvidia\.com\/gpu\./,
   );
+  assert.equal(rejection!.detail, UNSCHEDULABLE, "the part clients may be told");
   assert.deepEqual(sim.of("stop", fx).map((s) => s.model), ["c"], "its Deployment goes back to 0");
   assert.match(sim.state.errors.c.reason, /Insufficient nvidia\.com\/gpu/);
 });
