@@ -231,6 +231,12 @@ export function createPerModelBackend(options: PerModelBackendOptions): Backend 
         observed.phase = "sleeping";
         if (state.sleepLevel !== null) observed.sleepLevel = state.sleepLevel;
       }
+      // An engine found running is watched like one this proxy started: its pod failing is reported.
+      const pod = state.pods.find((p) => p.phase === "Ready");
+      if (pod && !engine.monitor) {
+        engine.readyPod = pod.name;
+        startMonitor(state.key, engine, pod.name);
+      }
     }
     return observed;
   };

@@ -177,3 +177,17 @@ Deno.test("per-model backend: scale-only mode runs the default model's Deploymen
     assert.equal(env.fake.store.getObject("configmaps", "vllm-config-b"), undefined, "nothing created");
   }, { config: { enableModelSwitch: false, defaultModel: "b" } });
 });
+
+Deno.test("per-model backend: an engine found running after a restart is watched: its pod lost is reported", async () => {
+  await withPerModel(async (env) => {
+    await env.backend.start(launch(env, "a"), opts());
+    const next = env.restart();
+    const failures: string[] = [];
+    next.onFailure((key, reason) => failures.push(`${key}: ${reason}`));
+    await next.observe(AbortSignal.timeout(5000));
+    const pod = env.fake.kubelet.pods().find((p) => p.metadata.name.startsWith("vllm-a-"));
+    env.fake.store.deleteObject("pods", pod.metadata.name);
+    await env.fake.until(() => failures.length > 0, 5000, "the failure reported");
+    assert.match(failures[0], /^a: vLLM pod vllm-a-\S+ (is terminating|disappeared)/);
+  });
+});
