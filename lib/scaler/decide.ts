@@ -434,9 +434,12 @@ function onObserved(ctx: Ctx, observed: ObservedEngine[]): void {
     const policy = modelPolicy(s.policy, o.model);
     const holds = rank(o) < 3 && (o.phase !== "sleeping" || s.policy.sleepHoldsGpu);
     // A process is bound to its devices; where the backend does not say (Kubernetes), the first GPUs with room.
-    const gpus = o.gpus ? [...o.gpus] : s.policy.gpuIds
-      .filter((g) => !holds || (used.get(g) ?? 0) + policy.share <= 1000)
-      .slice(0, policy.gpus);
+    // One on its way out still holds a real GPU until it is gone (a terminating pod): the free room first, so that
+    // nothing starts there before it is gone; else any GPU.
+    const room = s.policy.gpuIds.filter((g) => (used.get(g) ?? 0) + policy.share <= 1000);
+    const gpus = o.gpus
+      ? [...o.gpus]
+      : (holds ? room : [...room, ...s.policy.gpuIds.filter((g) => !room.includes(g))]).slice(0, policy.gpus);
     const engine = newEngine(o.model, gpus, policy, now);
     s.engines[o.model] = engine;
     const overCapacity = holds && (gpus.length < policy.gpus || !fits(gpus, policy.share));
