@@ -134,14 +134,27 @@ export function formatStatus(status: Partial<ScalerStatus> & Record<string, unkn
   if (status.lastError) {
     lines.push(`last error    ${status.lastError.at} ${status.lastError.model ?? ""}: ${status.lastError.reason}`);
   }
+  const backend = status.backend as Record<string, unknown> | undefined;
+  // Per-model layout: each model's Deployment, replicas, pods and sleep state, beside the scheduler's view.
+  const perModel = backend?.layout === "per-model"
+    ? backend.models as Record<
+      string,
+      { deployment: string; replicas: number; pods: { phase: string }[]; sleeping: boolean }
+    >
+    : undefined;
   const models = Object.entries(status.models ?? {});
   if (models.length) {
     lines.push("models");
     const width = Math.max(...models.map(([name]) => name.length));
     for (const [name, m] of models) {
+      const kube = perModel?.[name];
       const parts = [
         `  ${name.padEnd(width)}  ${m.status.padEnd(8)}`,
         m.gpus.length ? `gpus ${m.gpus.join(",")} (share ${m.share})` : "",
+        kube
+          ? `${kube.deployment} replicas ${kube.replicas} pods ${kube.pods.map((p) => p.phase).join(",") || "none"}` +
+            (kube.sleeping ? " (asleep)" : "")
+          : "",
         m.inflight ? `in flight ${m.inflight}` : "",
         m.held ? `held ${m.held}` : "",
         m.lastWakeMs != null ? `last wake ${(m.lastWakeMs / 1000).toFixed(1)}s` : "",
@@ -157,22 +170,6 @@ export function formatStatus(status: Partial<ScalerStatus> & Record<string, unkn
     for (const [id, g] of gpus) {
       lines.push(`  ${id}  awake ${g.awakeShare.toFixed(2)}  ${g.models.join(", ") || "(no engine)"}`);
     }
-  }
-  const backend = status.backend as Record<string, unknown> | undefined;
-  // Per-model layout: each model's Deployment, replicas, pods and sleep state, beside the scheduler's view.
-  const perModel = backend?.layout === "per-model"
-    ? backend.models as Record<
-      string,
-      { deployment: string; replicas: number; pods: { phase: string }[]; sleeping: boolean }
-    >
-    : undefined;
-  for (const [name, model] of Object.entries(status.models ?? {})) {
-    const kube = perModel?.[name];
-    const where = model.gpus.length ? ` on GPU ${model.gpus.join(",")}` : "";
-    const pods = kube
-      ? ` ${kube.deployment} replicas=${kube.replicas} pods=${kube.pods.map((p) => p.phase).join(",") || "none"}`
-      : "";
-    lines.push(`model         ${name}: ${model.status}${where}${pods}${kube?.sleeping ? " (asleep)" : ""}`);
   }
   if (backend && Object.keys(backend).length) {
     const shown = perModel ? Object.entries(backend).filter(([k]) => k !== "models") : Object.entries(backend);
