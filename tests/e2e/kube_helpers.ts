@@ -501,8 +501,22 @@ export async function startKubeE2e(options: KubeE2eOptions = {}): Promise<KubeE2
       streamsCancelled: 0,
     };
     const { promise: listening, resolve } = Promise.withResolvers<Deno.NetAddr>();
-    const server = serving.server = Deno.serve(
-      { hostname: "127.0.0.1", port: perModel ? 0 : vllmPort, onListen: (addr) => resolve(addr as Deno.NetAddr) },
+    const serve = async (handle: Deno.ServeHandler) => {
+      // The previous engine's socket may take a moment to be released after its server shut down: retry, bounded.
+      for (let attempt = 0;; attempt++) {
+        try {
+          return Deno.serve({
+            hostname: "127.0.0.1",
+            port: perModel ? 0 : vllmPort,
+            onListen: (addr) => resolve(addr as Deno.NetAddr),
+          }, handle);
+        } catch (error) {
+          if (!(error instanceof Deno.errors.AddrInUse) || attempt >= 100) throw error;
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    };
+    const server = serving.server = await serve(
       async (req) => {
         const path = new URL(req.url).pathname;
         // Probes (readiness, sleep state) are not requests the engine serves.
