@@ -69,15 +69,11 @@ export function createLogger(options: LoggerOptions = {}, base: LogFields = {}):
   const envLevel = safeEnv("VLLM_CHILL_LOG_LEVEL") as LogLevel | undefined;
   const min = LEVELS[options.level ?? (envLevel && envLevel in LEVELS ? envLevel : "info")];
   const write = options.write ?? defaultWrite;
-  const secrets = (options.secrets ?? []).filter((s) => s.length >= 4);
+  const secrets = secretForms(options.secrets);
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     if (LEVELS[level] < min) return;
     const record = { time: new Date().toISOString(), level, msg, ...base, ...fields };
-    let line = format === "json" ? safeJson(record) : formatText(record);
-    for (const secret of secrets) {
-      if (line.includes(secret)) line = line.replaceAll(secret, "[redacted]");
-    }
-    write(line, level);
+    write(redact(format === "json" ? safeJson(record) : formatText(record), secrets), level);
   };
   return {
     log,
@@ -99,6 +95,72 @@ export function createLogger(options: LoggerOptions = {}, base: LogFields = {}):
  * ```
  */
 export const silentLogger: Logger = createLogger({ write: () => {} });
+
+/**
+ * Where {@link tapLogger} sends copies of log lines (the dashboard's live log tail).
+ *
+ * @example
+ * ```ts
+ * import type { LogSink } from "./log.ts";
+ * const lines: string[] = [];
+ * const sink: LogSink = { listening: true, write: (json) => lines.push(json) };
+ * ```
+ */
+export interface LogSink {
+  /** False while nobody reads the copies: then nothing is built for them. */
+  readonly listening: boolean;
+  /** One line as JSON (`time`, `level`, `msg`, fields), secrets already redacted. */
+  write(json: string, level: LogLevel): void;
+}
+
+/**
+ * A logger that writes through `logger` and also sends every line at info and
+ * above (whatever `logger`'s own level) to `sink` as redacted JSON, built only
+ * while `sink.listening`.
+ *
+ * @example
+ * ```ts
+ * import { silentLogger, tapLogger } from "./log.ts";
+ * const lines: string[] = [];
+ * const log = tapLogger(silentLogger, { listening: true, write: (json) => lines.push(json) }, ["s3cret-token"]);
+ * log.with({ component: "scaler" }).info("token s3cret-token used");
+ * JSON.parse(lines[0]).msg; // "token [redacted] used"
+ * ```
+ */
+export function tapLogger(logger: Logger, sink: LogSink, secrets: string[] = [], base: LogFields = {}): Logger {
+  const forms = secretForms(secrets);
+  const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
+    logger.log(level, msg, fields);
+    if (!sink.listening || LEVELS[level] < LEVELS.info) return;
+    sink.write(redact(safeJson({ time: new Date().toISOString(), level, msg, ...base, ...fields }), forms), level);
+  };
+  return {
+    log,
+    debug: (msg, fields) => log("debug", msg, fields),
+    info: (msg, fields) => log("info", msg, fields),
+    warn: (msg, fields) => log("warn", msg, fields),
+    error: (msg, fields) => log("error", msg, fields),
+    with: (fields) => tapLogger(logger.with(fields), sink, secrets, { ...base, ...fields }),
+  };
+}
+
+/** The secrets worth masking, as written and as they appear inside a JSON string (quotes, backslashes escaped). */
+function secretForms(secrets: string[] = []): string[] {
+  const forms = new Set<string>();
+  for (const secret of secrets) {
+    if (secret.length < 4) continue;
+    forms.add(secret);
+    forms.add(JSON.stringify(secret).slice(1, -1));
+  }
+  return [...forms];
+}
+
+function redact(line: string, secrets: string[]): string {
+  for (const secret of secrets) {
+    if (line.includes(secret)) line = line.replaceAll(secret, "[redacted]");
+  }
+  return line;
+}
 
 function safeJson(record: LogFields): string {
   // Fast path (every request line): only primitive values, where the replacer would change nothing.

@@ -7,7 +7,7 @@
  */
 import type { KubeConfig } from "@kubernetes/client-node";
 import { type ChillConfig, maySleep, perModelNameProblem } from "./config/schema.ts";
-import { createLogger, type Logger } from "./log.ts";
+import { createLogger, type Logger, tapLogger } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { ModelRegistry } from "./models/registry.ts";
 import type { Backend } from "./backend/types.ts";
@@ -16,6 +16,7 @@ import type { KubeClient } from "./kube/mod.ts";
 import { delay } from "./delay.ts";
 import { type Clock, createScaler, type Scaler } from "./scaler/mod.ts";
 import { type ConnectionLimits, createHandler, serveGuarded } from "./proxy/mod.ts";
+import { Dashboard, type EventHubTuning } from "./dashboard/mod.ts";
 
 /** Options of {@link startServer}. */
 export interface ServerOptions {
@@ -31,6 +32,8 @@ export interface ServerOptions {
   shutdownGraceMs?: number;
   /** Connection limits instead of the defaults (tests use small timeouts). */
   connectionLimits?: Partial<ConnectionLimits>;
+  /** Limits of the dashboard's event stream (tests, benchmarks). */
+  dashboard?: Partial<EventHubTuning>;
 }
 
 /** A running proxy. */
@@ -47,6 +50,8 @@ export interface RunningServer {
   readonly registry: ModelRegistry;
   /** The engine backend. */
   readonly backend: Backend;
+  /** GET /ui and GET /admin/events. */
+  readonly dashboard: Dashboard;
   /** Stops accepting, refuses held requests, lets in-flight ones finish (bounded), releases everything. */
   shutdown(): Promise<void>;
   /** Resolves when the server has stopped. */
@@ -73,7 +78,10 @@ export function secretsOf(config: Readonly<ChillConfig>): string[] {
  * ```
  */
 export async function startServer(config: Readonly<ChillConfig>, options: ServerOptions = {}): Promise<RunningServer> {
-  const log = options.log ?? createLogger({ format: config.logFormat, secrets: secretsOf(config) });
+  const baseLog = options.log ?? createLogger({ format: config.logFormat, secrets: secretsOf(config) });
+  const dashboard = new Dashboard({ adminToken: config.adminToken, log: baseLog, tuning: options.dashboard });
+  // Every line also goes to the open dashboards' log tail (built only while one is open).
+  const log = tapLogger(baseLog, dashboard.logSink, secretsOf(config));
   const metrics = createMetrics();
   const registry = new ModelRegistry(config.models);
   const closer = new AbortController();
@@ -130,7 +138,7 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
   const server = serveGuarded({
     hostname: config.host,
     port: config.port,
-    handler,
+    handler: dashboard.wrap(handler, (listener) => scaler.onChange(listener)),
     log,
     metrics,
     limits: options.connectionLimits,
@@ -164,6 +172,7 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
     stopping ??= (async () => {
       const grace = options.shutdownGraceMs ?? config.drainTimeout;
       log.info("shutting down", { graceMs: grace });
+      dashboard.close();
       const drained = server.shutdown();
       await scaler.shutdown();
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -190,6 +199,7 @@ export async function startServer(config: Readonly<ChillConfig>, options: Server
     metrics,
     registry,
     backend,
+    dashboard,
     shutdown,
     finished: server.finished,
   };
