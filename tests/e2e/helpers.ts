@@ -12,7 +12,7 @@ import OpenAI from "openai";
 import { parseConfig } from "../../lib/config/define.ts";
 import type { ChillConfigInput, ModelSpecInput } from "../../lib/config/schema.ts";
 import { createLogger, type Logger } from "../../lib/log.ts";
-import { type RunningServer, startServer } from "../../lib/server.ts";
+import { type RunningServer, type ServerOptions, startServer } from "../../lib/server.ts";
 import type { LifecycleState } from "../../lib/scaler/types.ts";
 
 /**
@@ -371,6 +371,8 @@ export async function startProxy(
      * GPU-memory ledger instead (FAKE_GPU_LEDGER), which fails loudly on any oversubscription.
      */
     ledger?: string;
+    /** Limits of the dashboard's event stream. */
+    dashboard?: ServerOptions["dashboard"];
   } = {},
 ): Promise<E2eProxy> {
   const marker = options.marker ?? newMarker();
@@ -406,7 +408,11 @@ export async function startProxy(
     const others = liveProcessesSync(marker).filter((p) => p.pgid !== record.pid).map((p) => p.pid);
     if (others.length) overlaps.push(`engine ${record.model} (pid ${record.pid}) started while ${others} still ran`);
   });
-  const server = await startServer(config, { log: logs.log, shutdownGraceMs: options.shutdownGraceMs ?? 2000 });
+  const server = await startServer(config, {
+    log: logs.log,
+    shutdownGraceMs: options.shutdownGraceMs ?? 2000,
+    dashboard: options.dashboard,
+  });
   try {
     await waitUntil(() => server.scaler.ready(), 5000, "the scaler to read the backend's state");
   } catch (error) {
