@@ -38,6 +38,8 @@ if (import.meta.main) {
 vllm-chill demo — the pool on one box: three fake vLLM engines on two fake GPUs (${gpus}), sleep mode on,
 nothing loaded yet. Models: qwen3-8b (0.6 of a GPU), bge-m3 (0.15), qwen3-32b (0.8 of both GPUs).
 
+  # the dashboard, live while you run the lines below: open ${u}/ui
+
   # every model, cold ones included, with its status
   curl -s ${u}/v1/models
 

@@ -1,0 +1,112 @@
+/**
+ * `deno task screenshot [--out docs/dashboard.png] [--width 1280] [--height 960]`:
+ * regenerates the README's picture of the dashboard. Runs the proxy with the
+ * process backend and the project's fake vLLM (no GPU), drives a few models
+ * through a cold start, a failed start and a switch with a request in
+ * flight, and photographs GET /ui in headless Chromium (see
+ * tests/support/browser.ts for where the browser comes from).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { parseConfig } from "../lib/config/define.ts";
+import { silentLogger } from "../lib/log.ts";
+import { startServer } from "../lib/server.ts";
+import { browserMissing, launchBrowser } from "../tests/support/browser.ts";
+
+const FAKE_VLLM = new URL("../tests/support/fake_vllm.ts", import.meta.url).pathname;
+
+/** A model command running the fake vLLM with `extra` flags. */
+function engine(extra: string[] = []): string[] {
+  return [Deno.execPath(), "run", "-A", FAKE_VLLM, "--port", "{port}", "--model", "{served}", ...extra];
+}
+
+/**
+ * Writes the screenshot; returns its path.
+ *
+ * @example
+ * ```ts ignore
+ * import { takeScreenshot } from "./screenshot.ts";
+ * await takeScreenshot({ out: "/tmp/dashboard.png", width: 1280, height: 960 });
+ * ```
+ */
+export async function takeScreenshot(options: { out: string; width: number; height: number }): Promise<string> {
+  const missing = browserMissing();
+  if (missing) throw new Error(missing);
+  const config = parseConfig({
+    backend: "process",
+    host: "127.0.0.1",
+    port: 0,
+    enableModelSwitch: true,
+    idleTimeout: "10m",
+    minLoadedTime: "0s",
+    heartbeatInterval: "0s",
+    models: {
+      "qwen3-8b": {
+        modelName: "Qwen/Qwen3-8B",
+        command: engine(["--load-ms", "1400", "--tokens-per-sec", "2"]),
+      },
+      "llama-3.1-8b": {
+        modelName: "meta-llama/Llama-3.1-8B-Instruct",
+        gpuMemoryUtilization: 0.45,
+        command: engine(["--load-ms", "900"]),
+      },
+      "mistral-7b": {
+        modelName: "mistralai/Mistral-7B-Instruct-v0.3",
+        command: engine(["--load-ms", "5000", "--exit-after-ms", "300"]),
+      },
+      "bge-m3": { modelName: "BAAI/bge-m3", gpuMemoryUtilization: 0.2, command: engine() },
+    },
+  });
+  const server = await startServer(config, { log: silentLogger, shutdownGraceMs: 1000 });
+  const browser = await launchBrowser({ width: options.width, height: options.height });
+  const streamEnd = new AbortController();
+  try {
+    const { page } = browser;
+    await page.goto(`${server.url}/ui`);
+    await page.locator(".connection[data-connection='live']").waitFor();
+    const chat = (model: string, extra: Record<string, unknown> = {}, signal?: AbortSignal) =>
+      fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model, messages: [{ role: "user", content: "hello" }], max_tokens: 8, ...extra }),
+        signal,
+      });
+    await (await chat("mistral-7b")).arrayBuffer(); // its engine dies while loading: 503, model failed
+    await (await chat("llama-3.1-8b")).arrayBuffer();
+    await (await chat("qwen3-8b", { max_tokens: 2 })).arrayBuffer(); // a switch
+    const inflight = `article.card[data-model="qwen3-8b"] .v-inflight`;
+    await page.locator(inflight, { hasText: "0" }).waitFor();
+    // One stream in flight while the picture is taken.
+    const streaming = chat("qwen3-8b", { stream: true, max_tokens: 100 }, streamEnd.signal).catch(() => null);
+    await page.locator(inflight, { hasText: "1" }).waitFor();
+    await page.locator(`article.card[data-model="mistral-7b"][data-status="failed"]`).waitFor();
+    await page.locator("#recent li[data-kind='switch']").waitFor();
+    await page.screenshot({ path: options.out, fullPage: true });
+    streamEnd.abort();
+    await streaming;
+    return options.out;
+  } finally {
+    streamEnd.abort();
+    await browser.close();
+    await server.shutdown();
+  }
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      out: { type: "string", default: new URL("../docs/dashboard.png", import.meta.url).pathname },
+      width: { type: "string", default: "1280" },
+      height: { type: "string", default: "960" },
+    },
+  });
+  const missing = browserMissing();
+  if (missing) {
+    console.error(`screenshot: ${missing}`);
+    Deno.exit(1);
+  }
+  const out = await takeScreenshot({ out: values.out!, width: Number(values.width), height: Number(values.height) });
+  console.log(`wrote ${out}`);
+}
