@@ -1,5 +1,5 @@
 /**
- * `deno task bench [--quick] [--only warm,stream,cold,fanin,memory,kube,pool,profile] [--out FILE] [--no-docs]`
+ * `deno task bench [--quick] [--only warm,stream,cold,fanin,memory,kube,pool,profile,dashboard] [--out FILE] [--no-docs]`
  *
  * Starts everything itself on 127.0.0.1 (engines, proxies, nginx, a fake
  * Kubernetes API server), every loop bounded in count and time, and writes
@@ -24,8 +24,9 @@ import { measureDecide } from "./decide_cost.ts";
 import { type BenchResults, evaluateTargets, renderMarkdown, writeMarkdown } from "./report.ts";
 import { runStreaming } from "./stream.ts";
 import { runWarm, WARM_BODY } from "./warm.ts";
+import { runDashboardBench } from "./dashboard.ts";
 
-const SECTIONS = ["warm", "stream", "cold", "fanin", "memory", "kube", "pool", "profile"] as const;
+const SECTIONS = ["warm", "stream", "cold", "fanin", "memory", "kube", "pool", "profile", "dashboard"] as const;
 type Section = typeof SECTIONS[number];
 
 /** Sizes of a run. */
@@ -45,6 +46,8 @@ interface Plan {
   /** Idle wait after the leak check's load. */
   settleMs: number;
   pool: PoolPlan;
+  /** Open dashboards (event streams) in the dashboard section. */
+  dashboards: number;
 }
 
 const FULL: Plan = {
@@ -71,6 +74,7 @@ const FULL: Plan = {
     tokens: 8,
     tokensPerSec: 200,
   },
+  dashboards: 20,
 };
 
 const QUICK: Plan = {
@@ -97,6 +101,7 @@ const QUICK: Plan = {
     tokens: 4,
     tokensPerSec: 200,
   },
+  dashboards: 20,
 };
 
 /**
@@ -160,6 +165,7 @@ export async function runBench(args: string[]): Promise<BenchResults> {
     profile: null,
     pool: null,
     decideCost: [],
+    dashboard: null,
     notes,
   };
 
@@ -273,6 +279,34 @@ export async function runBench(args: string[]): Promise<BenchResults> {
         await bare?.stop();
         await proxy.stop();
       }
+    }
+
+    // ---- open dashboards: events delivered, and what they cost the warm path ----
+    if (only.has("dashboard")) {
+      say(`${plan.dashboards} open dashboards…`);
+      const proxy = await startProxy({ dir, name: "dashboard", models: { bench: { loadMs: 0 } } });
+      try {
+        await (await fetch(`${proxy.url}/v1/completions`, { method: "POST", body: WARM_BODY })).arrayBuffer();
+        results.dashboard = await runDashboardBench({
+          proxy,
+          dashboards: plan.dashboards,
+          concurrency: 64,
+          durationMs: plan.durationMs,
+          rounds: plan.rounds,
+          tool,
+          say,
+        });
+      } finally {
+        await proxy.stop();
+      }
+      const d = results.dashboard;
+      say(
+        `dashboards: ${d.eventsPerSecondPerDashboard.toFixed(0)} events/s each (${
+          d.eventsPerSecondTotal.toFixed(0)
+        } in all), warm path ${d.without.rps.toFixed(0)} → ${d.with.rps.toFixed(0)} req/s, cpu ${
+          d.without.cpuUsPerRequest.toFixed(0)
+        } → ${d.with.cpuUsPerRequest.toFixed(0)} µs/req`,
+      );
     }
 
     // ---- CPU profile of the proxy under load ----

@@ -14,6 +14,7 @@ import type { ProfileRow } from "./profile_summary.ts";
 import type { StreamResult } from "./stream.ts";
 import type { WarmRow } from "./warm.ts";
 import type { PoolResult } from "./pool.ts";
+import type { DashboardBench } from "./dashboard.ts";
 
 /** Everything one bench run measured. */
 export interface BenchResults {
@@ -50,6 +51,8 @@ export interface BenchResults {
   profile: { seconds: number; concurrency: number; rps: number; top: ProfileRow[] } | null;
   /** The pool: switch by wake and the mixed workload. */
   pool: PoolResult | null;
+  /** Open dashboards (GET /admin/events streams): events delivered and the warm path's cost; absent in older runs. */
+  dashboard?: DashboardBench | null;
   targets: Target[];
   notes: string[];
 }
@@ -201,6 +204,36 @@ export function renderMarkdown(r: BenchResults): string {
       0,
     );
     out.push(`Errors (non-2xx + socket errors) over all warm runs: ${errors}.`, "");
+  }
+  if (r.dashboard) {
+    const d = r.dashboard;
+    const row = (name: string, x: DashboardBench["with"]) =>
+      `| ${name} | ${f(x.rps, 0)} | ${f(x.p50Ms, 3)} | ${f(x.p99Ms, 3)} | ${f(x.cpuUsPerRequest, 0)} | ${x.errors} |`;
+    out.push(
+      `### Open dashboards (${d.dashboards} GET /admin/events streams, warm path at c=${d.concurrency})`,
+      "",
+      `Warm path with no dashboard open and with ${d.dashboards} open and read (by the bench process, on the same`,
+      `machine), in turn; medians of ${d.rounds} runs of ${f(d.durationMs / 1000, 0)} s. Every request adds a log line`,
+      "and changes the in-flight count, so the streams run at their limits: one flush per 250 ms, at most 100 log",
+      "lines each (the rest are counted in a `skipped` event).",
+      "",
+      "| dashboards | req/s | p50 ms | p99 ms | proxy cpu µs/req | errors |",
+      "|---|---|---|---|---|---|",
+      row("none", d.without),
+      row(String(d.dashboards), d.with),
+      "",
+      `Each stream received ${f(d.eventsPerSecondPerDashboard, 0)} events/s (${
+        f(d.snapshotsPerSecondPerDashboard, 1)
+      } snapshots/s, ${f(d.kibPerSecondPerDashboard, 0)} KiB/s; ${
+        f(d.skippedLinesPerSecondPerDashboard, 0)
+      } log lines/s skipped), ${
+        f(d.eventsPerSecondTotal, 0)
+      } events/s in all; streams dropped as too slow: ${d.dropped}.`,
+      `With the ${d.dashboards} streams open and no traffic the proxy used ${
+        f(d.idleCpuMsPerSecond, 1)
+      } ms of CPU per second.`,
+      "",
+    );
   }
   if (r.streaming) {
     const s = r.streaming;

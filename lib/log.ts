@@ -103,12 +103,15 @@ export const silentLogger: Logger = createLogger({ write: () => {} });
  * ```ts
  * import type { LogSink } from "./log.ts";
  * const lines: string[] = [];
- * const sink: LogSink = { listening: true, write: (json) => lines.push(json) };
+ * const sink: LogSink = { accepts: () => true, write: (json) => lines.push(json) };
  * ```
  */
 export interface LogSink {
-  /** False while nobody reads the copies: then nothing is built for them. */
-  readonly listening: boolean;
+  /**
+   * Whether the sink takes the next line: false while nobody reads the copies, or while it has no room (it counts
+   * what it refused). Nothing is built for a refused line.
+   */
+  accepts(level: LogLevel): boolean;
   /** One line as JSON (`time`, `level`, `msg`, fields), secrets already redacted. */
   write(json: string, level: LogLevel): void;
 }
@@ -116,13 +119,13 @@ export interface LogSink {
 /**
  * A logger that writes through `logger` and also sends every line at info and
  * above (whatever `logger`'s own level) to `sink` as redacted JSON, built only
- * while `sink.listening`.
+ * only when `sink.accepts` it.
  *
  * @example
  * ```ts
  * import { silentLogger, tapLogger } from "./log.ts";
  * const lines: string[] = [];
- * const log = tapLogger(silentLogger, { listening: true, write: (json) => lines.push(json) }, ["s3cret-token"]);
+ * const log = tapLogger(silentLogger, { accepts: () => true, write: (json) => lines.push(json) }, ["s3cret-token"]);
  * log.with({ component: "scaler" }).info("token s3cret-token used");
  * JSON.parse(lines[0]).msg; // "token [redacted] used"
  * ```
@@ -131,7 +134,7 @@ export function tapLogger(logger: Logger, sink: LogSink, secrets: string[] = [],
   const forms = secretForms(secrets);
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     logger.log(level, msg, fields);
-    if (!sink.listening || LEVELS[level] < LEVELS.info) return;
+    if (LEVELS[level] < LEVELS.info || !sink.accepts(level)) return;
     sink.write(redact(safeJson({ time: new Date().toISOString(), level, msg, ...base, ...fields }), forms), level);
   };
   return {

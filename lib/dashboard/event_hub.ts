@@ -3,8 +3,9 @@
  *
  * Each client gets `retry:`, the recent log lines and a `snapshot` (the GET
  * /admin/status JSON) at once, then `snapshot` events when something changed,
- * `log` events, `skipped` events (log lines left out when more than
- * `logLinesPerFlush` came within one interval) and comment heartbeats.
+ * `log` events, `skipped` events (the count of log lines left out once
+ * `logLinesPerFlush` came within one interval: those are never even
+ * serialized) and comment heartbeats.
  * Changes are coalesced: at most one flush per `minIntervalMs`, and every
  * flush is serialized once into one chunk that all clients share.
  *
@@ -39,7 +40,7 @@ export interface EventHubTuning {
   maxBufferedBytes: number;
   /** Open streams at most; more are refused. */
   maxClients: number;
-  /** Log lines sent per flush at most; older ones are skipped (and counted). */
+  /** Log lines sent per flush at most; later ones in the same interval are skipped (and counted). */
   logLinesPerFlush: number;
   /** Log lines a newly opened dashboard receives. */
   logBacklog: number;
@@ -152,21 +153,29 @@ export class EventHub implements LogSink {
     return this.#sent;
   }
 
-  /** {@link LogSink}: true while a dashboard is open. */
+  /** True while a dashboard is open. */
   get listening(): boolean {
     return this.#clients.size !== 0;
   }
 
+  /**
+   * {@link LogSink}: whether the next log line is wanted — not while no dashboard is open, nor once this flush
+   * interval has its `logLinesPerFlush` lines (then the line is only counted, and sent as a `skipped` count).
+   */
+  accepts(_level: LogLevel): boolean {
+    if (this.#clients.size === 0) return false;
+    if (this.#pending.length < this.#tuning.logLinesPerFlush) return true;
+    this.#skipped++;
+    this.#wake();
+    return false;
+  }
+
   /** {@link LogSink}: queues one redacted JSON log line for the next flush. */
-  write(json: string, _level: LogLevel): void {
-    if (this.#clients.size === 0) return;
+  write(json: string, level: LogLevel): void {
+    if (!this.accepts(level)) return;
     this.#backlog.push(json);
     if (this.#backlog.length > this.#tuning.logBacklog) this.#backlog.shift();
     this.#pending.push(json);
-    if (this.#pending.length > this.#tuning.logLinesPerFlush) {
-      this.#pending.shift();
-      this.#skipped++;
-    }
     this.#wake();
   }
 

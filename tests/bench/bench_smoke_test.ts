@@ -1,8 +1,8 @@
 /**
  * The quickest slice of the benchmark harness, to prove it works: a real
  * proxy process with the process backend running the bench engine, one cold
- * start, one short autocannon run through the proxy, one short stream, and
- * the report rendering. No assertion on any timing.
+ * start, one short autocannon run through the proxy, one short stream, a
+ * short run with two dashboards open, and the report rendering. No assertion on any timing.
  *
  * @module
  */
@@ -14,6 +14,7 @@ import { cpuMs, rssMiB } from "../../bench/procs.ts";
 import { evaluateTargets, renderMarkdown, writeMarkdown } from "../../bench/report.ts";
 import { runStreaming } from "../../bench/stream.ts";
 import { WARM_BODY } from "../../bench/warm.ts";
+import { runDashboardBench } from "../../bench/dashboard.ts";
 
 Deno.test("bench harness: cold start, a load run, a stream and the report through a real proxy", async () => {
   const dir = await Deno.makeTempDir({ prefix: "bench-smoke-" });
@@ -45,6 +46,21 @@ Deno.test("bench harness: cold start, a load run, a stream and the report throug
     assert.ok(cpuMs(proxy.child.pid) >= before);
 
     const stream = await runStreaming({ directUrl, proxyUrl: proxy.url, tokens: 20, tokensPerSec: 1000, streams: 1 });
+
+    const dashboard = await runDashboardBench({
+      proxy,
+      dashboards: 2,
+      concurrency: 4,
+      durationMs: 500,
+      rounds: 1,
+      tool: "autocannon",
+      say: () => {},
+      idleMs: 100,
+    });
+    assert.ok(dashboard.eventsPerSecondPerDashboard > 0, "the open streams received events during the load");
+    assert.ok(dashboard.snapshotsPerSecondPerDashboard > 0, "snapshots among them");
+    assert.equal(dashboard.dropped, 0);
+    assert.equal(dashboard.with.errors + dashboard.without.errors, 0);
     assert.equal(stream.direct.events, 21, "20 tokens and [DONE] straight from the engine");
     assert.equal(stream.proxy.events, 21, "20 tokens and [DONE] through the proxy");
 
@@ -69,6 +85,7 @@ Deno.test("bench harness: cold start, a load run, a stream and the report throug
       profile: null,
       pool: null,
       decideCost: [],
+      dashboard,
       notes: [],
     };
     const targets = evaluateTargets(results);
@@ -85,6 +102,7 @@ Deno.test("bench harness: cold start, a load run, a stream and the report throug
     assert.match(text, /kept too/);
     assert.doesNotMatch(text, /\nold\n/);
     assert.match(text, /### Streaming/);
+    assert.match(text, /### Open dashboards \(2 GET \/admin\/events streams/);
   } finally {
     await proxy.stop();
     await Deno.remove(dir, { recursive: true });

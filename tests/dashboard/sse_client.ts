@@ -68,12 +68,16 @@ export async function openEvents(url: string, headers: Record<string, string> = 
     tick = Promise.withResolvers<void>();
   };
   let done = false;
+  const reader = response.body?.getReader();
   const reading = (async () => {
-    if (!response.body) return;
+    if (!reader) return;
+    const decoder = new TextDecoder();
     let rest = "";
     try {
-      for await (const text of response.body.pipeThrough(new TextDecoderStream())) {
-        rest += text;
+      for (;;) {
+        const { value, done: ended } = await reader.read();
+        if (ended) break;
+        rest += decoder.decode(value, { stream: true });
         let end: number;
         while ((end = rest.indexOf("\n\n")) >= 0) {
           blocks.push(parseBlock(rest.slice(0, end)));
@@ -112,6 +116,8 @@ export async function openEvents(url: string, headers: Record<string, string> = 
       ),
     close: async () => {
       abort.abort();
+      // An aborted fetch does not always end a read under way: cancel the reader too.
+      await reader?.cancel().catch(() => {});
       await reading;
     },
   };
