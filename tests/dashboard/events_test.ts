@@ -19,7 +19,11 @@ const isSnapshot = (block: SseBlock) => block.event === "snapshot";
 const parse = (block: SseBlock): any => JSON.parse(block.data);
 
 Deno.test("events: snapshot first, live changes and log lines, recent operations, no engine woken", async () => {
-  const proxy = await startProxy({ enableModelSwitch: true }, { a: { loadMs: 100 }, b: { loadMs: 100 } });
+  const proxy = await startProxy({ enableModelSwitch: true }, {
+    a: { loadMs: 100 },
+    b: { loadMs: 100 },
+    broken: { modelName: "org/broken", command: ["sh", "-c", 'echo "CUDA out of memory" >&2; exit 3', "x"] },
+  });
   try {
     const events = await openEvents(`${proxy.url}/admin/events`);
     try {
@@ -92,6 +96,42 @@ Deno.test("events: snapshot first, live changes and log lines, recent operations
       assert.notEqual(after.models.a.lastUsed, null, "a remembers its last use after it stopped");
       assert.equal(proxy.engineStarts("a"), 1);
       assert.equal(proxy.engineStarts("b"), 1);
+
+      // A model whose engine fails: failed, with the reason.
+      const failed = await postChat(proxy.url, "broken");
+      assert.equal(failed.status, 503);
+      await failed.body?.cancel();
+      const broken = parse(
+        await events.next((b) => isSnapshot(b) && parse(b).models.broken.status === "failed", 10_000, "broken failed"),
+      ).models.broken;
+      assert.match(broken.error, /exited with code 3/);
+      assert.deepEqual(broken.gpus, []);
+    } finally {
+      await events.close();
+    }
+  } finally {
+    await proxy.close();
+  }
+});
+
+Deno.test("events: scale-only mode shows the configured model on GPU 0 once it serves", async () => {
+  const proxy = await startProxy({ enableModelSwitch: false }, {
+    only: { loadMs: 50, spec: { gpuMemoryUtilization: 0.5 } },
+  });
+  try {
+    const events = await openEvents(`${proxy.url}/admin/events`);
+    try {
+      const first = parse(await events.next(isSnapshot, 5000, "a snapshot", 0));
+      assert.deepEqual(Object.keys(first.models), ["only"]);
+      assert.equal(first.models.only.status, "cold");
+      const res = await postChat(proxy.url, "only");
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+      const ready = parse(
+        await events.next((b) => isSnapshot(b) && parse(b).models.only.status === "ready", 10_000, "ready"),
+      );
+      assert.deepEqual(ready.models.only.gpus, ["0"]);
+      assert.deepEqual(ready.gpus["0"], { awakeShare: 0.5, models: ["only"] });
     } finally {
       await events.close();
     }
