@@ -194,6 +194,7 @@ export class EventHub implements LogSink {
     }, new ByteLengthQueuingStrategy({ highWaterMark: this.#tuning.maxBufferedBytes }));
     if (this.#clients.size === 0) this.#open();
     this.#clients.add(client);
+    this.#log.info("dashboard connected", { dashboards: this.#clients.size });
     this.#wake(true);
     return stream;
   }
@@ -227,7 +228,9 @@ export class EventHub implements LogSink {
   }
 
   #remove(client: Client): void {
-    if (!this.#clients.delete(client) || this.#clients.size !== 0) return;
+    if (!this.#clients.delete(client)) return;
+    if (!this.#closed) this.#log.info("dashboard disconnected", { dashboards: this.#clients.size });
+    if (this.#clients.size !== 0) return;
     this.#unsubscribe?.();
     this.#unsubscribe = null;
     clearInterval(this.#heartbeat);

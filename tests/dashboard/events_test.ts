@@ -194,6 +194,7 @@ Deno.test("events: admin token by header or ?token= (this endpoint only), compar
     assert.equal(status.status, 401);
     await status.body?.cancel();
 
+    assert.equal(proxy.logs.messages("dashboard connected").length, 2, "one line per stream opened");
     const text = proxy.logs.lines.join("\n");
     assert.ok(!text.includes(ADMIN), "the admin token reached the log");
     assert.ok(!text.includes(WRONG), "a presented token reached the log");
