@@ -14,7 +14,9 @@ import { silentLogger } from "../lib/log.ts";
 import { startServer } from "../lib/server.ts";
 import { browserMissing, launchBrowser } from "../tests/support/browser.ts";
 
-const FAKE_VLLM = new URL("../tests/support/fake_vllm.ts", import.meta.url).pathname;
+const ROOT = new URL("..", import.meta.url).pathname;
+/** Relative to the repository root (the engines' working directory), so the log tail shows no local path. */
+const FAKE_VLLM = "tests/support/fake_vllm.ts";
 
 /** A model command running the fake vLLM with `extra` flags. */
 function engine(extra: string[] = []): string[] {
@@ -33,6 +35,8 @@ function engine(extra: string[] = []): string[] {
 export async function takeScreenshot(options: { out: string; width: number; height: number }): Promise<string> {
   const missing = browserMissing();
   if (missing) throw new Error(missing);
+  const cwd = Deno.cwd();
+  Deno.chdir(ROOT);
   const config = parseConfig({
     backend: "process",
     host: "127.0.0.1",
@@ -90,6 +94,7 @@ export async function takeScreenshot(options: { out: string; width: number; heig
     streamEnd.abort();
     await browser.close();
     await server.shutdown();
+    Deno.chdir(cwd);
   }
 }
 
