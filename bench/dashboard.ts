@@ -42,8 +42,12 @@ export interface DashboardBench {
   skippedLinesPerSecondPerDashboard: number;
   /** Streams the proxy dropped as too slow during the runs. */
   dropped: number;
-  /** Proxy CPU ms per second with the streams open and no request (heartbeats, refreshes). */
-  idleCpuMsPerSecond: number;
+  /** Proxy CPU time (ms, in 10 ms clock ticks) with the streams open and no request during `idleSeconds`. */
+  idleCpuMs: number;
+  idleSeconds: number;
+  /** When this section was measured, and /proc/loadavg then (other work on the machine skews figures). */
+  measuredAt: string;
+  loadavg: string;
 }
 
 /** Options of {@link runDashboardBench}. */
@@ -156,7 +160,10 @@ export async function runDashboardBench(o: DashboardBenchOptions): Promise<Dashb
   const without: { load: LoadResult; cpuUs: number }[] = [];
   const withStreams: { load: LoadResult; cpuUs: number }[] = [];
   const perStream: { events: number; snapshots: number; skipped: number; bytes: number }[] = [];
-  let idleCpuMsPerSecond = NaN;
+  let idleCpuMs = NaN;
+  let idleSeconds = NaN;
+  const measuredAt = new Date().toISOString();
+  const loadavg = (await Deno.readTextFile("/proc/loadavg")).trim();
   for (let round = 0; round < o.rounds; round++) {
     without.push(await load());
     const streams = Array.from({ length: o.dashboards }, () => openStream(`${o.proxy.url}/admin/events`));
@@ -166,7 +173,8 @@ export async function runDashboardBench(o: DashboardBenchOptions): Promise<Dashb
         const before = cpuMs(pid);
         const started = performance.now();
         await sleep(o.idleMs ?? 3000);
-        idleCpuMsPerSecond = (cpuMs(pid) - before) / ((performance.now() - started) / 1000);
+        idleCpuMs = cpuMs(pid) - before;
+        idleSeconds = (performance.now() - started) / 1000;
       }
       const counts = streams.map((s) => ({ ...s.count }));
       const started = performance.now();
@@ -206,6 +214,9 @@ export async function runDashboardBench(o: DashboardBenchOptions): Promise<Dashb
     kibPerSecondPerDashboard: median(perStream.map((s) => s.bytes)) / 1024,
     skippedLinesPerSecondPerDashboard: median(perStream.map((s) => s.skipped)),
     dropped,
-    idleCpuMsPerSecond,
+    idleCpuMs,
+    idleSeconds,
+    measuredAt,
+    loadavg,
   };
 }

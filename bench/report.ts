@@ -212,10 +212,11 @@ export function renderMarkdown(r: BenchResults): string {
     out.push(
       `### Open dashboards (${d.dashboards} GET /admin/events streams, warm path at c=${d.concurrency})`,
       "",
-      `Warm path with no dashboard open and with ${d.dashboards} open and read (by the bench process, on the same`,
-      `machine), in turn; medians of ${d.rounds} runs of ${f(d.durationMs / 1000, 0)} s. Every request adds a log line`,
-      "and changes the in-flight count, so the streams run at their limits: one flush per 250 ms, at most 100 log",
-      "lines each (the rest are counted in a `skipped` event).",
+      `Measured ${d.measuredAt} (loadavg ${d.loadavg}). The warm path with no dashboard open and with ${d.dashboards}`,
+      "open and read, in turn; the streams are read by the bench process on the same machine, so on a small machine",
+      `req/s also shows their reading. Medians of ${d.rounds} runs of ${f(d.durationMs / 1000, 0)} s. Every request`,
+      "adds a log line and changes the in-flight count, so the streams run at their limits: one flush per 250 ms",
+      "with at most 100 log lines (the rest are only counted, in a `skipped` event).",
       "",
       "| dashboards | req/s | p50 ms | p99 ms | proxy cpu µs/req | errors |",
       "|---|---|---|---|---|---|",
@@ -229,9 +230,9 @@ export function renderMarkdown(r: BenchResults): string {
       } log lines/s skipped), ${
         f(d.eventsPerSecondTotal, 0)
       } events/s in all; streams dropped as too slow: ${d.dropped}.`,
-      `With the ${d.dashboards} streams open and no traffic the proxy used ${
-        f(d.idleCpuMsPerSecond, 1)
-      } ms of CPU per second.`,
+      `With the ${d.dashboards} streams open and no traffic the proxy used ${f(d.idleCpuMs, 0)} ms of CPU in ${
+        f(d.idleSeconds, 1)
+      } s (the clock counts in 10 ms ticks).`,
       "",
     );
   }
