@@ -446,7 +446,8 @@ export async function runBench(args: string[]): Promise<BenchResults> {
   results.meta.loadavg.end = (await Deno.readTextFile("/proc/loadavg")).trim();
   results.meta.durationS = (performance.now() - started) / 1000;
   const full: BenchResults = { ...results, targets: evaluateTargets(results) };
-  await Deno.mkdir(new URL(".", `file://${values.out}`), { recursive: true });
+  // A relative --out is relative to the working directory (a bare `file://` + relative path is no URL).
+  await Deno.mkdir(new URL(".", new URL(values.out!, `file://${Deno.cwd()}/`)), { recursive: true });
   await Deno.writeTextFile(values.out!, JSON.stringify(full, null, 2) + "\n");
   say(`wrote ${values.out}`);
   if (!values["no-docs"]) {
