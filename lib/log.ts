@@ -118,7 +118,7 @@ export interface LogSink {
 
 /**
  * A logger that writes through `logger` and also sends every line at info and
- * above (whatever `logger`'s own level) to `sink` as redacted JSON, built only
+ * above (whatever `logger`'s own level) to `sink` as redacted JSON, built
  * only when `sink.accepts` it.
  *
  * @example
