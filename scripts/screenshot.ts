@@ -2,7 +2,7 @@
  * `deno task screenshot [--out docs/dashboard.png] [--width 1280] [--height 960]`:
  * regenerates the README's picture of the dashboard. Runs the proxy with the
  * process backend and the project's fake vLLM (no GPU), drives a few models
- * through a cold start, a failed start and a switch with a request in
+ * through cold starts, a failed start, a sleep and a wake, with a request in
  * flight, and photographs GET /ui in headless Chromium (see
  * tests/support/browser.ts for where the browser comes from).
  *
@@ -18,9 +18,24 @@ const ROOT = new URL("..", import.meta.url).pathname;
 /** Relative to the repository root (the engines' working directory), so the log tail shows no local path. */
 const FAKE_VLLM = "tests/support/fake_vllm.ts";
 
-/** A model command running the fake vLLM with `extra` flags. */
+/** A model command running the fake vLLM with `extra` flags and vLLM's own arguments (sleep mode among them). */
 function engine(extra: string[] = []): string[] {
-  return [Deno.execPath(), "run", "-A", FAKE_VLLM, "--port", "{port}", "--model", "{served}", ...extra];
+  return [
+    Deno.execPath(),
+    "run",
+    "-A",
+    FAKE_VLLM,
+    "--port",
+    "{port}",
+    "--model",
+    "{served}",
+    "--sleep-ms",
+    "300",
+    "--wake-ms",
+    "400",
+    ...extra,
+    "{args}",
+  ];
 }
 
 /**
@@ -48,18 +63,21 @@ export async function takeScreenshot(options: { out: string; width: number; heig
     models: {
       "qwen3-8b": {
         modelName: "Qwen/Qwen3-8B",
+        gpuMemoryUtilization: 0.45,
+        sleepAfter: "10m",
         command: engine(["--load-ms", "1400", "--tokens-per-sec", "2"]),
       },
       "llama-3.1-8b": {
         modelName: "meta-llama/Llama-3.1-8B-Instruct",
         gpuMemoryUtilization: 0.45,
+        sleepAfter: "10m",
         command: engine(["--load-ms", "900"]),
       },
       "mistral-7b": {
         modelName: "mistralai/Mistral-7B-Instruct-v0.3",
         command: engine(["--load-ms", "5000", "--exit-after-ms", "300"]),
       },
-      "bge-m3": { modelName: "BAAI/bge-m3", gpuMemoryUtilization: 0.2, command: engine() },
+      "bge-m3": { modelName: "BAAI/bge-m3", gpuMemoryUtilization: 0.2, command: engine(["--load-ms", "600"]) },
     },
   });
   const server = await startServer(config, { log: silentLogger, shutdownGraceMs: 1000 });
@@ -76,16 +94,23 @@ export async function takeScreenshot(options: { out: string; width: number; heig
         body: JSON.stringify({ model, messages: [{ role: "user", content: "hello" }], max_tokens: 8, ...extra }),
         signal,
       });
+    const admin = (path: string) => fetch(`${server.url}/admin/${path}?wait=true`, { method: "POST" });
     await (await chat("mistral-7b")).arrayBuffer(); // its engine dies while loading: 503, model failed
     await (await chat("llama-3.1-8b")).arrayBuffer();
-    await (await chat("qwen3-8b", { max_tokens: 2 })).arrayBuffer(); // a switch
+    await (await admin("models/llama-3.1-8b/sleep")).arrayBuffer();
+    await (await chat("llama-3.1-8b")).arrayBuffer(); // a wake
+    await (await chat("qwen3-8b", { max_tokens: 2 })).arrayBuffer(); // 0.45 + 0.45: both awake
+    await (await admin("models/llama-3.1-8b/sleep")).arrayBuffer();
+    await (await chat("bge-m3")).arrayBuffer();
     const inflight = `article.card[data-model="qwen3-8b"] .v-inflight`;
     await page.locator(inflight, { hasText: "0" }).waitFor();
     // One stream in flight while the picture is taken.
     const streaming = chat("qwen3-8b", { stream: true, max_tokens: 100 }, streamEnd.signal).catch(() => null);
     await page.locator(inflight, { hasText: "1" }).waitFor();
     await page.locator(`article.card[data-model="mistral-7b"][data-status="failed"]`).waitFor();
-    await page.locator("#recent li[data-kind='switch']").waitFor();
+    await page.locator(`article.card[data-model="llama-3.1-8b"][data-status="sleeping"]`).waitFor();
+    await page.locator(`article.card[data-model="bge-m3"][data-status="ready"]`).waitFor();
+    await page.locator("#recent li[data-kind='wake']").waitFor();
     await page.screenshot({ path: options.out, fullPage: true });
     streamEnd.abort();
     await streaming;

@@ -2,16 +2,20 @@
  * GET /ui in a real headless Chromium against a real proxy (process backend,
  * fake engines): the page loads with no console error and no request
  * outside the proxy, shows cold models without starting any engine, turns a
- * model ready live when a request arrives, and its buttons load and unload
- * models, with and without the admin token. Engines are counted as processes
- * (what the machine runs), not from the proxy's view. Screenshots go to
+ * model ready live when a request arrives, and its buttons load, sleep, wake
+ * and unload models (a refusal shown as such), with and without the admin
+ * token. Engines are counted as processes (what the machine runs) and by
+ * their own counters, not from the proxy's view. Screenshots go to
  * tmp/test-output/.
  *
  * Skipped, with the reason, only where no browser is installed.
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { type E2eProxy, postChat, startProxy, waitUntil } from "../e2e/helpers.ts";
+import type { ModelSpecInput } from "../../lib/config/schema.ts";
+import { type E2eProxy, type FakeEngineOptions, postChat, startProxy, waitUntil } from "../e2e/helpers.ts";
+import type { FakeVllmStats } from "../support/fake_vllm.ts";
+import { assertNeverOversubscribed, createLedger } from "../support/gpu_ledger.ts";
 import { browserMissing, launchBrowser, testOutputDir } from "../support/browser.ts";
 import { takeScreenshot } from "../../scripts/screenshot.ts";
 
@@ -54,13 +58,28 @@ async function toastWith(page: Page, text: string): Promise<void> {
   await page.locator(".toast", { hasText: text }).first().waitFor();
 }
 
+/** A fake engine that runs the way vLLM does in the pool: its arguments from `{args}`, quick sleep and wake. */
+function engine(share: number, spec: Partial<ModelSpecInput> = {}): FakeEngineOptions {
+  return { loadMs: 100, vllmArgs: true, sleepMs: 30, wakeMs: 60, spec: { gpuMemoryUtilization: share, ...spec } };
+}
+
+/** What an engine itself counted (GET /_fake/stats on the engine). */
+async function statsOf(proxy: E2eProxy, model: string): Promise<FakeVllmStats> {
+  const engines = proxy.server.backend.describe().engines as Record<string, { upstream: string }>;
+  return await (await fetch(`${engines[model].upstream}/_fake/stats`)).json();
+}
+
 Deno.test({
-  name: "ui: no console error or foreign request; cold stays cold; ready live; load, sleep (404), unload buttons",
+  name: "ui: no console error or foreign request; cold stays cold; live states; load, sleep, wake, unload buttons",
   ignore: missing !== null,
   fn: async () => {
+    // Several engines at once: they share a GPU-memory ledger that fails loudly on any oversubscription.
+    const ledger = Deno.makeTempFileSync({ prefix: "vllm-chill-ledger-", suffix: ".json" });
+    createLedger(ledger);
     const proxy = await startProxy(
-      { enableModelSwitch: true },
-      { a: { loadMs: 100 }, b: { loadMs: 100 }, [EVIL]: { loadMs: 100 } },
+      { enableModelSwitch: true, idleTimeout: "10m" },
+      { a: engine(0.45, { sleepAfter: "10m" }), b: engine(0.9), [EVIL]: engine(0.5) },
+      { ledger },
     );
     const browser = await launchBrowser();
     try {
@@ -77,8 +96,8 @@ Deno.test({
       assert.equal(await page.locator("article.card img").count(), 0);
       assert.notEqual(await page.title(), "pwned");
 
-      // Open for a while (status read, event stream, a refresh): no engine process ever appeared.
-      await page.locator("#state", { hasText: "idle" }).waitFor();
+      // Open for a while (status read, event stream): no engine process ever appeared.
+      await page.locator(".gpu .id", { hasText: "GPU 0 · 0 % awake" }).waitFor();
       assert.deepEqual(await proxy.engines(), [], "opening the dashboard started an engine");
       assert.equal(proxy.engineStarts(), 0);
       assert.deepEqual(seen.consoleErrors, [], "console errors while loading");
@@ -89,41 +108,59 @@ Deno.test({
       assert.equal(res.status, 200);
       await res.body?.cancel();
       await page.locator(`${card("a")}[data-status="ready"]`).waitFor();
-      await page.locator(`${card("a")} .v-gpus`, { hasText: "0 · 90 %" }).waitFor();
-      await page.locator(".gpu .id", { hasText: "GPU 0 · 90 % awake" }).waitFor();
+      await page.locator(`${card("a")} .v-gpus`, { hasText: "0 · 45 %" }).waitFor();
+      await page.locator(".gpu .id", { hasText: "GPU 0 · 45 % awake" }).waitFor();
       await page.locator("#recent li[data-kind='coldStart']", { hasText: "a" }).waitFor();
       await page.locator(".log-line", { hasText: "/v1/chat/completions" }).first().waitFor();
       assert.equal(seen.urls.filter((u) => u === `${proxy.url}/ui`).length, 1, "the page was reloaded");
       assert.equal(await enginesOf(proxy, "a"), 1);
 
-      // Load b: its engine starts (a's stops: one GPU).
-      await page.locator(`${card("b")} button[data-action="load"]`).click();
-      await toastWith(page, "Load b: loading");
-      await page.locator(`${card("b")}[data-status="ready"]`).waitFor();
-      await waitUntil(async () => await enginesOf(proxy, "b") === 1, 10_000, "b's engine");
-      await waitUntil(async () => await enginesOf(proxy, "a") === 0, 10_000, "a's engine to stop");
+      // Sleep a, then wake it with Load: the engine itself slept and woke once, and was started once.
+      await page.locator(`${card("a")} button[data-action="sleep"]`).click();
+      await page.locator(`${card("a")}[data-status="sleeping"]`).waitFor();
+      await page.locator(".gpu .id", { hasText: "GPU 0 · 0 % awake" }).waitFor();
+      assert.equal((await statsOf(proxy, "a")).sleeps, 1);
+      await page.locator(`${card("a")} button[data-action="load"]`).click();
+      await page.locator(`${card("a")}[data-status="ready"]`).waitFor();
+      await page.locator("#recent li[data-kind='wake']", { hasText: "a" }).waitFor();
+      assert.notEqual(await page.locator(`${card("a")} .v-lastWakeMs`).textContent(), "—");
+      const a = await statsOf(proxy, "a");
+      assert.equal(a.wakes, 1);
+      assert.equal(proxy.engineStarts("a"), 1, "woken, not started again");
 
-      // Sleep and per-model unload: the proxy may not offer them yet; the answer is shown, nothing changes.
+      // Load b (0.9): a makes room by falling asleep; b starts.
+      await page.locator(`${card("b")} button[data-action="load"]`).click();
+      await page.locator(`${card("b")}[data-status="ready"]`).waitFor();
+      await page.locator(`${card("a")}[data-status="sleeping"]`).waitFor();
+      await page.locator(".gpu .models", { hasText: "a (asleep), b" }).waitFor();
+      await waitUntil(async () => await enginesOf(proxy, "b") === 1, 10_000, "b's engine");
+
+      // Sleep b, which may not sleep: the proxy's refusal is shown, nothing changes.
       const before = seen.consoleErrors.length;
       await page.locator(`${card("b")} button[data-action="sleep"]`).click();
-      await page.locator(".toast.error", { hasText: /^Sleep b (is not available on this proxy \(404\)|failed)/ })
-        .waitFor();
-      await page.locator(`${card("b")} button[data-action="unload"]`).click();
-      await page.locator(".toast.error", { hasText: /^Unload b (is not available on this proxy \(404\)|failed)/ })
-        .waitFor();
+      await page.locator(".toast.error", { hasText: /^Sleep b failed \(409\): / }).waitFor();
       assert.equal(await enginesOf(proxy, "b"), 1);
-      // The browser reports each failed fetch on its console: those, and only those.
-      for (const text of seen.consoleErrors.slice(before)) {
-        assert.match(text, /^Failed to load resource: the server responded with a status of 404/);
-      }
+      assert.equal(await page.locator(`${card("b")}`).getAttribute("data-status"), "ready");
+      // The browser reports the refused fetch on its console: that, and only that.
+      assert.deepEqual(
+        // (typed again: the deepEqual above narrowed it to an empty array)
+        (seen.consoleErrors as string[]).slice(before).map((t) => t.replace(/ \(.*$/, "")),
+        ["Failed to load resource: the server responded with a status of 409"],
+      );
 
       const dir = await testOutputDir();
       await page.screenshot({ path: `${dir}/dashboard-desktop.png`, fullPage: true });
 
-      // Unload all: the engine process goes away and the card turns cold.
+      // Unload b alone: its engine process goes away, a's stays (asleep).
+      await page.locator(`${card("b")} button[data-action="unload"]`).click();
+      await page.locator(`${card("b")}[data-status="cold"]`).waitFor();
+      await waitUntil(async () => await enginesOf(proxy, "b") === 0, 10_000, "b's engine to stop");
+      assert.equal(await enginesOf(proxy, "a"), 1);
+
+      // Unload all: no engine left.
       await page.locator("#unload-all").click();
       await toastWith(page, "Unload all: unloading");
-      await page.locator(`${card("b")}[data-status="cold"]`).waitFor();
+      await page.locator(`${card("a")}[data-status="cold"]`).waitFor();
       await waitUntil(async () => (await proxy.engines()).length === 0, 10_000, "no engine left");
 
       // A phone: nothing wider than the screen.
@@ -134,11 +171,13 @@ Deno.test({
 
       assert.deepEqual(seen.foreign, [], "requests outside the proxy");
       assert.deepEqual(seen.pageErrors, []);
-      assert.equal(seen.consoleErrors.length, 2, `console errors: ${seen.consoleErrors.join(" | ")}`);
+      assert.equal(seen.consoleErrors.length, 1, `console errors: ${seen.consoleErrors.join(" | ")}`);
+      assertNeverOversubscribed(ledger, { allowRefusals: false });
       console.log(`screenshots: ${dir}/dashboard-desktop.png, ${dir}/dashboard-phone.png`);
     } finally {
       await browser.close();
       await proxy.close();
+      Deno.removeSync(ledger);
     }
   },
 });

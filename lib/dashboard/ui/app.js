@@ -253,7 +253,7 @@ function render(status) {
     }: ${status.lastError.reason} — ${ago(status.lastError.at)}`;
   }
   renderModels(status.models ?? {});
-  renderGpus(status.gpus ?? {});
+  renderGpus(status.gpus ?? {}, status.models ?? {});
   renderRecent(status.recent ?? []);
 }
 
@@ -355,8 +355,11 @@ function fillCard(card, model) {
   }
 }
 
-/** @param {Record<string, any>} gpus */
-function renderGpus(gpus) {
+/**
+ * @param {Record<string, any>} gpus
+ * @param {Record<string, any>} models
+ */
+function renderGpus(gpus, models) {
   const box = byId("gpus");
   box.replaceChildren();
   for (const id of Object.keys(gpus).sort()) {
@@ -367,7 +370,13 @@ function renderGpus(gpus) {
     const label = el("div", "gpu-label");
     label.append(
       el("span", "id", `GPU ${id} · ${Math.round(share * 100)} % awake`),
-      el("span", "models", (gpu.models ?? []).join(", ") || "free"),
+      el(
+        "span",
+        "models",
+        (gpu.models ?? []).map((/** @type {string} */ name) =>
+          models[name]?.status === "sleeping" ? `${name} (asleep)` : name
+        ).join(", ") || "free",
+      ),
     );
     const bar = el("div", "bar");
     bar.setAttribute("role", "meter");
