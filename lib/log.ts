@@ -72,7 +72,8 @@ export function createLogger(options: LoggerOptions = {}, base: LogFields = {}):
   const secrets = secretForms(options.secrets);
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     if (LEVELS[level] < min) return;
-    const record = { time: new Date().toISOString(), level, msg, ...base, ...fields };
+    // The line's own keys come last: a field named `level` or `msg` must not disguise the line.
+    const record = { ...base, ...fields, time: new Date().toISOString(), level, msg };
     write(redact(format === "json" ? safeJson(record) : formatText(record), secrets), level);
   };
   return {
@@ -135,7 +136,7 @@ export function tapLogger(logger: Logger, sink: LogSink, secrets: string[] = [],
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     logger.log(level, msg, fields);
     if (LEVELS[level] < LEVELS.info || !sink.accepts(level)) return;
-    sink.write(redact(safeJson({ time: new Date().toISOString(), level, msg, ...base, ...fields }), forms), level);
+    sink.write(redact(safeJson({ ...base, ...fields, time: new Date().toISOString(), level, msg }), forms), level);
   };
   return {
     log,

@@ -213,7 +213,7 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
     async sleep(key: string, level: 1 | 2, options: WaitOptions): Promise<void> {
       const signal = linked(options.signal);
       const t0 = Date.now();
-      log.info("putting the vLLM engine to sleep", { model: key, level });
+      log.info("putting the vLLM engine to sleep", { model: key, sleepLevel: level });
       operation = "falling asleep";
       try {
         // Recorded first: a proxy restarted mid-sleep wakes it as deep as it went.
@@ -226,7 +226,7 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
       } finally {
         operation = null;
       }
-      log.info("vLLM engine asleep", { model: key, level, ms: Date.now() - t0 });
+      log.info("vLLM engine asleep", { model: key, sleepLevel: level, ms: Date.now() - t0 });
     },
 
     async wake(key: string, level: 1 | 2, options: WaitOptions): Promise<void> {
@@ -234,7 +234,7 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
       // Woken as deep as it slept: a level-1 wake of a level-2 sleeper would serve garbage weights.
       const depth = Math.max(level, recordedLevel ?? 1) as 1 | 2;
       const t0 = Date.now();
-      log.info("waking the vLLM engine", { model: key, level: depth });
+      log.info("waking the vLLM engine", { model: key, sleepLevel: depth });
       operation = "waking";
       try {
         await wakeEngine(upstreamUrl, depth, call(key, signal, options.deadline));
@@ -246,7 +246,7 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
       } finally {
         operation = null;
       }
-      log.info("vLLM engine awake", { model: key, level: depth, ms: Date.now() - t0 });
+      log.info("vLLM engine awake", { model: key, sleepLevel: depth, ms: Date.now() - t0 });
     },
 
     async stop(_key: string, options: WaitOptions & { force?: boolean; reason: string }): Promise<void> {

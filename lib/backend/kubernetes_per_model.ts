@@ -312,7 +312,7 @@ export function createPerModelBackend(options: PerModelBackendOptions): Backend 
       const engine = info(name);
       const signal = linked(options.signal);
       const t0 = Date.now();
-      log.info("putting the vLLM engine to sleep", { model: name, level });
+      log.info("putting the vLLM engine to sleep", { model: name, sleepLevel: level });
       await operate(name, engine, "falling asleep", async () => {
         // Recorded first: a proxy restarted mid-sleep wakes it as deep as it went.
         await engine.kube.setSleepLevel(level, { signal, deadline: options.deadline });
@@ -320,7 +320,7 @@ export function createPerModelBackend(options: PerModelBackendOptions): Backend 
         engine.asleep = true;
         await sleepEngine(engine.upstream, level, call(name, signal, options.deadline));
       });
-      log.info("vLLM engine asleep", { model: name, level, ms: Date.now() - t0 });
+      log.info("vLLM engine asleep", { model: name, sleepLevel: level, ms: Date.now() - t0 });
     },
 
     async wake(key: string, level: 1 | 2, options: WaitOptions): Promise<void> {
@@ -330,14 +330,14 @@ export function createPerModelBackend(options: PerModelBackendOptions): Backend 
       // Woken as deep as it slept: a level-1 wake of a level-2 sleeper would serve garbage weights.
       const depth = Math.max(level, engine.recordedLevel ?? 1) as 1 | 2;
       const t0 = Date.now();
-      log.info("waking the vLLM engine", { model: name, level: depth });
+      log.info("waking the vLLM engine", { model: name, sleepLevel: depth });
       await operate(name, engine, "waking", async () => {
         await wakeEngine(engine.upstream, depth, call(name, signal, options.deadline));
         engine.asleep = false;
         await engine.kube.setSleepLevel(null, { signal, deadline: options.deadline });
         engine.recordedLevel = null;
       });
-      log.info("vLLM engine awake", { model: name, level: depth, ms: Date.now() - t0 });
+      log.info("vLLM engine awake", { model: name, sleepLevel: depth, ms: Date.now() - t0 });
     },
 
     async stop(key: string, options: WaitOptions & { force?: boolean; reason: string }): Promise<void> {

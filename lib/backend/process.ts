@@ -770,9 +770,9 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
       engine.phase = "sleeping";
       engine.sleepLevel = level;
       record(engine);
-      log.info("putting engine to sleep", { model: engine.model.name, pid: engine.proc.pid, level });
+      log.info("putting engine to sleep", { model: engine.model.name, pid: engine.proc.pid, sleepLevel: level });
       await operate(engine, "falling asleep", opts, (call) => sleepEngine(engine.url, level, call));
-      log.info("engine asleep", { model: engine.model.name, level, ms: Date.now() - t0 });
+      log.info("engine asleep", { model: engine.model.name, sleepLevel: level, ms: Date.now() - t0 });
     },
 
     async wake(key: string, level: 1 | 2, opts: WaitOptions): Promise<void> {
@@ -784,13 +784,13 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
       // Woken as deep as it slept: a level-1 wake of a level-2 sleeper would serve garbage weights.
       const depth = Math.max(level, engine.sleepLevel ?? 1) as 1 | 2;
       const t0 = Date.now();
-      log.info("waking engine", { model: engine.model.name, pid: engine.proc.pid, level: depth });
+      log.info("waking engine", { model: engine.model.name, pid: engine.proc.pid, sleepLevel: depth });
       await operate(engine, "waking", opts, (call) => wakeEngine(engine.url, depth, call));
       engine.phase = "ready";
       delete engine.sleepLevel;
       record(engine);
       lastUrls.set(key, engine.url);
-      log.info("engine awake", { model: engine.model.name, level: depth, ms: Date.now() - t0 });
+      log.info("engine awake", { model: engine.model.name, sleepLevel: depth, ms: Date.now() - t0 });
     },
 
     async stop(key: string, opts: WaitOptions & { force?: boolean; reason: string }): Promise<void> {

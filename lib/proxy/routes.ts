@@ -101,6 +101,8 @@ const MODEL_ACTIONS = new Map<string, RouteMatch & { kind: "own" }>([
 const RESPONSES_PREFIX = "/v1/responses/";
 const ADMIN_MODELS_PREFIX = "/admin/models/";
 const ID_SEGMENT = /^[A-Za-z0-9_.:-]{1,256}$/;
+/** A model in an admin path: a key or served name, or `*` (scale-only mode's one engine, as /admin/status names it). */
+const MODEL_SEGMENT = /^(\*|[A-Za-z0-9_.:-]{1,256})$/;
 /** Encoded `/`, `\`, `.` and `%` itself: refused so no decoding trick reaches another route. */
 const ODD = /%(2f|5c|2e|25)|\\|\/\/|\/\.\.?(\/|$)/i;
 
@@ -132,7 +134,7 @@ export function matchRoute(pathname: string): RouteMatch {
   }
   if (pathname.startsWith(ADMIN_MODELS_PREFIX)) {
     const rest = pathname.slice(ADMIN_MODELS_PREFIX.length).split("/");
-    const action = rest.length === 2 && ID_SEGMENT.test(rest[0]) ? MODEL_ACTIONS.get(rest[1]) : undefined;
+    const action = rest.length === 2 && MODEL_SEGMENT.test(rest[0]) ? MODEL_ACTIONS.get(rest[1]) : undefined;
     if (action) return { ...action, param: rest[0] };
   }
   return { kind: "not_found" };

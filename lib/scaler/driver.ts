@@ -180,6 +180,8 @@ class ScalerDriver implements Scaler {
   #recent: RecentOperation[] = [];
   #lastWake = new Map<string, number>();
   #lastColdStart = new Map<string, number>();
+  /** Each model's last use, kept once its engine is gone (the engines' own values while they exist). */
+  #lastUsed = new Map<string, number>();
 
   constructor(options: ScalerOptions) {
     this.#backend = options.backend;
@@ -276,7 +278,7 @@ class ScalerDriver implements Scaler {
         share: (e?.share ?? (s.policy.models[key] ?? s.policy.defaults).share) / WHOLE_GPU,
         inflight: inflight[key] ?? 0,
         held: held[key] ?? 0,
-        lastUsed: e ? iso(e.lastUsed) : null,
+        lastUsed: iso(e?.lastUsed ?? this.#lastUsed.get(key) ?? null),
         lastColdStartMs: this.#lastColdStart.get(key) ?? null,
         lastWakeMs: this.#lastWake.get(key) ?? null,
         error: s.errors[key]?.reason ?? null,
@@ -713,8 +715,11 @@ class ScalerDriver implements Scaler {
     if (this.#recent.length > RECENT_LIMIT) this.#recent.pop();
   }
 
-  /** After a batch of decisions: gauges, change listeners. */
+  /** After a batch of decisions: last uses, gauges, change listeners. */
   #afterDecisions(): void {
+    for (const e of Object.values(this.#state.engines)) {
+      if (e.readySince !== null) this.#lastUsed.set(e.model, e.lastUsed);
+    }
     this.#syncGauges();
     this.#changed();
   }

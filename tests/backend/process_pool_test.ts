@@ -228,7 +228,7 @@ Deno.test("pool: sleep and wake at level 1 — the calls the engine sees; sleep 
     const after = readEngineRecord(stateFilePath(stateDir, 18_371, "a"));
     assert.equal(after.kind === "record" && after.record.sleepLevel, undefined, "awake: no level recorded");
     assert.equal((await chat(url, "a")).status, 200, "the engine serves again (and did not die)");
-    assert.ok(lines.some((l) => l.msg === "engine asleep" && l.level === 1));
+    assert.ok(lines.some((l) => l.msg === "engine asleep" && l.sleepLevel === 1 && l.level === "info"));
     assert.ok(lines.some((l) => l.msg === "engine awake"));
     await backend.wake("a", 1, opts()); // awake already: nothing to do
     assert.equal(calls(journal).length, 5);

@@ -193,6 +193,9 @@ Deno.test("pool e2e: an idle model falls asleep after sleepAfter, then stops aft
     await waitUntil(async () => (await modelStatuses(proxy)).a === "cold", 5000, "a to be stopped");
     assert.equal((await proxy.engines()).length, 0, "the process is gone");
     assert.equal(readLedger(ledger).claims.length, 0, "no GPU memory left claimed");
+    const status = await (await fetch(`${proxy.url}/admin/status`)).json();
+    assert.equal(typeof status.models.a.lastUsed, "string", "a cold model still says when it was last used");
+    assert.deepEqual(status.models.a.gpus, []);
   } finally {
     await proxy.close();
     Deno.removeSync(ledger);
