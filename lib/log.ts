@@ -72,8 +72,8 @@ export function createLogger(options: LoggerOptions = {}, base: LogFields = {}):
   const secrets = secretForms(options.secrets);
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     if (LEVELS[level] < min) return;
-    // The line's own keys come last: a field named `level` or `msg` must not disguise the line.
-    const record = { ...base, ...fields, time: new Date().toISOString(), level, msg };
+    const time = new Date().toISOString();
+    const record = ownKeys({ time, level, msg, ...base, ...fields }, level, msg, time);
     write(redact(format === "json" ? safeJson(record) : formatText(record), secrets), level);
   };
   return {
@@ -136,7 +136,8 @@ export function tapLogger(logger: Logger, sink: LogSink, secrets: string[] = [],
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     logger.log(level, msg, fields);
     if (LEVELS[level] < LEVELS.info || !sink.accepts(level)) return;
-    sink.write(redact(safeJson({ ...base, ...fields, time: new Date().toISOString(), level, msg }), forms), level);
+    const time = new Date().toISOString();
+    sink.write(redact(safeJson(ownKeys({ time, level, msg, ...base, ...fields }, level, msg, time)), forms), level);
   };
   return {
     log,
@@ -205,4 +206,19 @@ function safeEnv(name: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** A field named like the line's own keys (`level`, `msg`, `time`) never disguises the line: theirs win, in place. */
+function ownKeys<T extends { time: string; level: LogLevel; msg: string }>(
+  record: T,
+  level: LogLevel,
+  msg: string,
+  time: string,
+): T {
+  if (record.level !== level || record.msg !== msg || record.time !== time) {
+    record.level = level;
+    record.msg = msg;
+    record.time = time;
+  }
+  return record;
 }

@@ -26,7 +26,11 @@ Deno.test("engine http: /is_sleeping that never turns true → timeout at the de
   const engine = serve(() => Response.json({ is_sleeping: false }));
   try {
     await assert.rejects(
-      sleepEngine(engine.url, 1, { name: "model a", signal: new AbortController().signal, deadline: Date.now() + 300 }),
+      sleepEngine(engine.url, 1, {
+        name: "model a",
+        signal: new AbortController().signal,
+        deadline: Date.now() + 1000,
+      }),
       isError("timeout", "GET /is_sleeping of model a still said false at the deadline"),
     );
     assert.equal(engine.seen[0], "POST /sleep?level=1");
