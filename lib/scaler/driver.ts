@@ -15,7 +15,8 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { ModelRegistry } from "../models/registry.ts";
 import { type Clock, realClock, type TimerHandle } from "./clock.ts";
-import { activeModelOf, countByModel, decide, gpuUsageOf, lifecycleOf, modelStatusOf } from "./decide.ts";
+import { decide } from "./decide.ts";
+import { activeModelOf, countByModel, gpuUsageOf, lifecycleOf, modelStatusOf } from "./views.ts";
 import {
   initialState,
   type ModelTransition,

@@ -13,15 +13,8 @@
  * @module
  */
 export { type Clock, FakeClock, realClock, type TimerHandle } from "./clock.ts";
-export {
-  activeModelOf,
-  countByModel,
-  decide,
-  type Decision,
-  gpuUsageOf,
-  lifecycleOf,
-  modelStatusOf,
-} from "./decide.ts";
+export { decide, type Decision } from "./decide.ts";
+export { activeModelOf, countByModel, gpuUsageOf, lifecycleOf, modelStatusOf } from "./views.ts";
 export {
   createScaler,
   type ModelTransitionInfo,

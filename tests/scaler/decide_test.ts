@@ -6,7 +6,7 @@
  * quiet before a switch is gone), and `observed` carries a list of engines.
  */
 import assert from "node:assert/strict";
-import { activeModelOf, modelStatusOf } from "../../lib/scaler/decide.ts";
+import { activeModelOf, modelStatusOf } from "../../lib/scaler/views.ts";
 import type { SchedulerEffect } from "../../lib/scaler/state.ts";
 import { Sim } from "./sim.ts";
 

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { ChillConfigInput } from "../../lib/config/schema.ts";
 import { type Facts, Ledger, type ModelFacts } from "./ledger.ts";
 import { type Fx, Sim } from "./sim.ts";
-import { gpuUsageOf } from "../../lib/scaler/decide.ts";
+import { gpuUsageOf } from "../../lib/scaler/views.ts";
 
 interface M {
   share?: number;

@@ -10,7 +10,8 @@
  */
 import { parseConfig } from "../../lib/config/define.ts";
 import type { ChillConfigInput } from "../../lib/config/schema.ts";
-import { decide, lifecycleOf } from "../../lib/scaler/decide.ts";
+import { decide } from "../../lib/scaler/decide.ts";
+import { lifecycleOf } from "../../lib/scaler/views.ts";
 import {
   initialState,
   type ObservedEngine,
