@@ -181,6 +181,8 @@ class ScalerDriver implements Scaler {
   #recent: RecentOperation[] = [];
   #lastWake = new Map<string, number>();
   #lastColdStart = new Map<string, number>();
+  /** Models whose `model_state` series exist. */
+  #stateSeries = new Set<string>();
   /** Each model's last use, kept once its engine is gone (the engines' own values while they exist). */
   #lastUsed = new Map<string, number>();
 
@@ -674,6 +676,7 @@ class ScalerDriver implements Scaler {
     };
     this.#log.info("model state", { ...info });
     this.#metrics.setModelState(t.model, t.to);
+    this.#stateSeries.add(t.model);
     if (t.to === "stopping" && t.from !== "stopping") this.#addRecent("stop", t.model, null);
     for (const listener of this.#modelListeners) {
       try {
@@ -765,6 +768,12 @@ class ScalerDriver implements Scaler {
 
   #syncGauges(): void {
     const s = this.#state;
+    // Every known model has its model_state series from the start (cold until it moves).
+    for (const key of this.#scaleOnly ? [SCALE_ONLY_KEY] : this.#registry.list().map((m) => m.name)) {
+      if (this.#stateSeries.has(key)) continue;
+      this.#stateSeries.add(key);
+      this.#metrics.setModelState(key, modelStatusOf(s, key));
+    }
     const { held, inflight } = countByModel(s);
     syncGauge(this.#metrics.heldRequests, this.#gaugeHeld, held);
     syncGauge(this.#metrics.inflightRequests, this.#gaugeInflight, inflight);

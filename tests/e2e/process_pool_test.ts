@@ -65,6 +65,9 @@ Deno.test("pool e2e: two 0.6 models on one GPU switch by sleep and wake, never b
     { ledger },
   );
   try {
+    // Every model's state is there from the start.
+    assert.equal(await metric(proxy, "vllm_chill_model_state", 'model="a",state="cold"'), 1);
+    assert.equal(await metric(proxy, "vllm_chill_model_state", 'model="b",state="ready"'), 0);
     for (const model of ["a", "b", "a", "b", "a"]) assert.equal(await ask(proxy, model), model);
     assert.equal(proxy.engineStarts("a"), 1, "a started once, then woke");
     assert.equal(proxy.engineStarts("b"), 1, "b started once, then woke");
