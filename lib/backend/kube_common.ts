@@ -7,6 +7,7 @@
  * @module
  */
 import { ForbiddenError, KubeError, UnavailableError } from "../kube/errors.ts";
+import type { PodWaitOptions } from "../kube/waits.ts";
 import { BackendError } from "./types.ts";
 
 const HEALTH_FIRST_DELAY_MS = 20;
@@ -145,4 +146,41 @@ export function pendingReporter(
       timer = undefined;
     },
   };
+}
+
+/**
+ * Waits for the engine's pod to be Ready through `waitReady` (a cluster-wide or a model's own), reporting an
+ * unschedulable pod to the scheduler as it goes (`onPending`, at once and every `everyMs`); a wait that times out
+ * on such a pod says so in the scheduler's words — what a person can act on (free a GPU, add a node). Resolves to
+ * the Ready pod's name.
+ *
+ * @example
+ * ```ts ignore
+ * import { waitPodReady } from "./kube_common.ts";
+ * const pod = await waitPodReady((o) => client.waitReady(o), { signal, deadline, onPending }, 15_000, log.info);
+ * ```
+ */
+export async function waitPodReady(
+  waitReady: (options: PodWaitOptions) => Promise<string>,
+  options: { signal: AbortSignal; deadline: number; onPending?: (reason: string) => void },
+  everyMs: number,
+  onProgress: (reason: string) => void,
+): Promise<string> {
+  const pending = pendingReporter(options.onPending, everyMs);
+  try {
+    return await waitReady({
+      signal: options.signal,
+      deadline: options.deadline,
+      onProgress,
+      onUnschedulable: (message) => pending.observe(message),
+    });
+  } catch (error) {
+    const unschedulable = pending.last();
+    if (error instanceof BackendError && error.kind === "timeout" && unschedulable !== null) {
+      throw new BackendError("unschedulable", `its pod could not be scheduled: ${unschedulable}`, { cause: error });
+    }
+    throw error;
+  } finally {
+    pending.stop();
+  }
 }

@@ -18,7 +18,7 @@ import type { KubeClient } from "../kube/client.ts";
 import { type KubeState, toObserved } from "../kube/state.ts";
 import { watchPodLost } from "../kube/waits.ts";
 import { type EngineCallOptions, probeSleeping, sleepEngine, wakeEngine } from "./engine_http.ts";
-import { DEFAULT_PENDING_REPORT_MS, pendingReporter, toBackendError, waitHealthy } from "./kube_common.ts";
+import { DEFAULT_PENDING_REPORT_MS, toBackendError, waitHealthy, waitPodReady } from "./kube_common.ts";
 import {
   type Backend,
   BackendError,
@@ -109,28 +109,10 @@ export function createKubernetesBackend(options: KubernetesBackendOptions): Back
 
   const becomeReady = async (what: string, options: StartOptions): Promise<void> => {
     const signal = linked(options.signal);
-    const pending = pendingReporter(options.onPending, pendingReportMs);
-    let pod: string;
-    try {
-      pod = await client.waitReady({
-        signal,
-        deadline: options.deadline,
-        onProgress: (reason) => {
-          last = { ...last, progress: reason };
-          log.info(`waiting for ${what}`, { state: reason });
-        },
-        onUnschedulable: (message) => pending.observe(message),
-      });
-    } catch (error) {
-      // Said in the scheduler's words: what a person can act on (free a GPU, add a node).
-      const unschedulable = pending.last();
-      if (error instanceof BackendError && error.kind === "timeout" && unschedulable !== null) {
-        throw new BackendError("unschedulable", `its pod could not be scheduled: ${unschedulable}`, { cause: error });
-      }
-      throw error;
-    } finally {
-      pending.stop();
-    }
+    const pod = await waitPodReady((o) => client.waitReady(o), { ...options, signal }, pendingReportMs, (reason) => {
+      last = { ...last, progress: reason };
+      log.info(`waiting for ${what}`, { state: reason });
+    });
     last = { ...last, readyPod: pod, progress: `pod ${pod} Ready; waiting for vLLM /health` };
     await waitHealthy(doFetch, upstreamUrl, signal, options.deadline);
     last = { ...last, progress: undefined };

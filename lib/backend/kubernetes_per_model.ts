@@ -28,7 +28,7 @@ import type { ModelRegistry } from "../models/registry.ts";
 import type { KubeClient, ModelKube, ModelObjectsWatch, ModelState } from "../kube/mod.ts";
 import { modelUpstream } from "../manifests/per_model.ts";
 import { type EngineCallOptions, probeSleeping, sleepEngine, wakeEngine } from "./engine_http.ts";
-import { DEFAULT_PENDING_REPORT_MS, pendingReporter, toBackendError, waitHealthy } from "./kube_common.ts";
+import { DEFAULT_PENDING_REPORT_MS, toBackendError, waitHealthy, waitPodReady } from "./kube_common.ts";
 import {
   type Backend,
   BackendError,
@@ -158,28 +158,15 @@ export function createPerModelBackend(options: PerModelBackendOptions): Backend 
 
   const becomeReady = async (key: string, engine: EngineInfo, options: StartOptions): Promise<void> => {
     const signal = linked(options.signal);
-    const pending = pendingReporter(options.onPending, pendingReportMs);
-    let pod: string;
-    try {
-      pod = await engine.kube.waitReady({
-        signal,
-        deadline: options.deadline,
-        onProgress: (reason) => {
-          engine.progress = reason;
-          log.info("waiting for model", { model: key, state: reason });
-        },
-        onUnschedulable: (message) => pending.observe(message),
-      });
-    } catch (error) {
-      // Said in the scheduler's words: what a person can act on (free a GPU, add a node).
-      const unschedulable = pending.last();
-      if (error instanceof BackendError && error.kind === "timeout" && unschedulable !== null) {
-        throw new BackendError("unschedulable", `its pod could not be scheduled: ${unschedulable}`, { cause: error });
-      }
-      throw error;
-    } finally {
-      pending.stop();
-    }
+    const pod = await waitPodReady(
+      (o) => engine.kube.waitReady(o),
+      { ...options, signal },
+      pendingReportMs,
+      (reason) => {
+        engine.progress = reason;
+        log.info("waiting for model", { model: key, state: reason });
+      },
+    );
     engine.readyPod = pod;
     engine.progress = `pod ${pod} Ready; waiting for vLLM /health`;
     await waitHealthy(doFetch, engine.upstream, signal, options.deadline);

@@ -130,14 +130,10 @@ function handle(ctx: Ctx, event: SchedulerEvent): void {
     case "cancel":
       s.held = s.held.filter((h) => h.id !== event.id);
       return;
-    case "started": {
-      const e = current(s, event.model, event.op, "starting");
-      if (!e) return;
-      delete s.errors[e.model];
-      const ms = now - (e.opStartedAt ?? now);
-      s.lastColdStartMs = ms;
-      ctx.fx.push({ type: "metric", name: "coldStart", model: e.model, ms });
-      becomeReady(ctx, e.model, "started");
+    case "started":
+    case "woke": {
+      const e = current(s, event.model, event.op, event.type === "started" ? "starting" : "waking");
+      if (e) onServing(ctx, e, event.type);
       return;
     }
     case "startFailed":
@@ -164,16 +160,6 @@ function handle(ctx: Ctx, event: SchedulerEvent): void {
         stop(ctx, event.model, `sleep failed: ${event.reason}`, false);
       }
       return;
-    case "woke": {
-      const e = current(s, event.model, event.op, "waking");
-      if (!e) return;
-      delete s.errors[e.model];
-      const ms = now - (e.opStartedAt ?? now);
-      s.lastWakeMs = ms;
-      ctx.fx.push({ type: "metric", name: "wake", model: e.model, ms });
-      becomeReady(ctx, e.model, "woke");
-      return;
-    }
     case "wakeFailed":
       // Rule 5: stop it and cold-start it; its held requests stay held.
       if (current(s, event.model, event.op, "waking")) {
@@ -335,6 +321,21 @@ function unloadEngine(ctx: Ctx, model: string): void {
  * engines with nothing in flight and nothing held, enough of them for its GPUs — unless engines already leave for
  * it. Its start goes on (the pod schedules once they are gone) until its startTimeout.
  */
+/** A start or a wake finished: its duration counted, the engine ready. */
+function onServing(ctx: Ctx, e: EngineState, how: "started" | "woke"): void {
+  const { s, now } = ctx;
+  delete s.errors[e.model];
+  const ms = now - (e.opStartedAt ?? now);
+  if (how === "started") {
+    s.lastColdStartMs = ms;
+    ctx.fx.push({ type: "metric", name: "coldStart", model: e.model, ms });
+  } else {
+    s.lastWakeMs = ms;
+    ctx.fx.push({ type: "metric", name: "wake", model: e.model, ms });
+  }
+  becomeReady(ctx, e.model, how);
+}
+
 function onStartPending(ctx: Ctx, model: string, reason: string): void {
   const { s } = ctx;
   const e = edit(ctx, model);
