@@ -19,6 +19,7 @@ import { decide } from "./decide.ts";
 import { activeModelOf, countByModel, gpuUsageOf, lifecycleOf, modelStatusOf } from "./views.ts";
 import {
   initialState,
+  modelPolicy,
   type ModelTransition,
   type ObservedEngine,
   type Policy,
@@ -217,7 +218,7 @@ class ScalerDriver implements Scaler {
       addInflight(s, id, model);
       try {
         const lease = this.#lease(id, model, 0);
-        this.#warm();
+        this.#warm(model);
         return lease;
       } catch {
         this.#dispatch({ type: "release", id });
@@ -526,18 +527,41 @@ class ScalerDriver implements Scaler {
   #release(id: string): void {
     const s = this.#state;
     const model = s.inflight.get(id);
+    const engine = model === undefined ? undefined : s.engines[model];
     if (
-      this.#running || model === undefined || (s.inflightByModel[model] ?? 0) < 2 || !s.observed ||
-      s.shuttingDown || s.held.length !== 0 || s.engines[model]?.status !== "ready"
+      this.#running || model === undefined || engine?.status !== "ready" || !s.observed || s.shuttingDown ||
+      s.held.length !== 0
     ) {
       this.#dispatch({ type: "release", id });
       return;
     }
-    removeInflight(s, id, model);
     const now = this.#clock.now();
-    (s.engines[model] as { lastUsed: number }).lastUsed = now;
+    const last = (s.inflightByModel[model] ?? 0) < 2;
+    let idleAt = 0;
+    if (last) {
+      // The engine's last request: `decide` would also start its idle clock (re-arm the timer for sleepAfter or
+      // idleTimeout from now). Done here when nothing else can be due: nothing waits for room, no admin operation,
+      // no deadline already passed, the engine not busy and its idle time not zero.
+      const policy = modelPolicy(s.policy, model);
+      idleAt = now +
+        (policy.sleepAfter !== null && policy.sleepAfter < policy.idleTimeout ? policy.sleepAfter : policy.idleTimeout);
+      if (
+        engine.busy || idleAt <= now || s.admin.length !== 0 || (s.timerAt !== null && s.timerAt <= now) ||
+        hasPlans(s)
+      ) {
+        this.#dispatch({ type: "release", id });
+        return;
+      }
+    }
+    removeInflight(s, id, model);
+    (engine as { lastUsed: number }).lastUsed = now;
     (s as { lastActivity: number | null }).lastActivity = now;
-    this.#warm();
+    // An earlier timer stays armed: when it fires, `decide` arms it again for what is then due.
+    if (last && (s.timerAt === null || s.timerAt > idleAt)) {
+      (s as { timerAt: number | null }).timerAt = idleAt;
+      this.#setTimer(idleAt);
+    }
+    this.#warm(model);
   }
 
   #admin(signal: AbortSignal, event: (id: string) => SchedulerEvent, cancellable: boolean): Promise<void> {
@@ -748,11 +772,14 @@ class ScalerDriver implements Scaler {
     }
   }
 
-  /** The warm paths: only the request gauges move. */
-  #warm(): void {
-    const { held, inflight } = countByModel(this.#state);
-    syncGauge(this.#metrics.heldRequests, this.#gaugeHeld, held);
-    syncGauge(this.#metrics.inflightRequests, this.#gaugeInflight, inflight);
+  /** The warm paths (nothing held): only `model`'s in-flight gauge moves. */
+  #warm(model: string): void {
+    const n = this.#state.inflightByModel[model] ?? 0;
+    if ((this.#gaugeInflight.get(model) ?? 0) !== n) {
+      this.#metrics.inflightRequests.set({ model }, n);
+      if (n === 0) this.#gaugeInflight.delete(model);
+      else this.#gaugeInflight.set(model, n);
+    }
     if (this.#changeListeners.size) this.#changed();
   }
 
@@ -824,6 +851,12 @@ function syncGauge(
       last.set(model, n);
     }
   }
+}
+
+/** Whether some model waits for room to be made. */
+function hasPlans(s: SchedulerState): boolean {
+  for (const _ in s.plans) return true;
+  return false;
 }
 
 /** The state's in-flight collections are the driver's own (each decision returns new ones): updated in place. */
