@@ -421,73 +421,66 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     }
     let granted = lease;
     let upstream: EngineResponse;
-    // Deno aborts req.signal once a response is sent (legacy behaviour), so the upstream request gets its own
-    // signal, tied to the client only until the engine's headers arrive; after that, a client that leaves
-    // cancels the relayed body, which cancels the engine's body.
-    const upstreamAbort = new AbortController();
-    const onClientAbort = () => upstreamAbort.abort(req.signal.reason);
-    req.signal.addEventListener("abort", onClientAbort, { once: true });
-    try {
-      for (let attempt = 1;; attempt++) {
-        try {
-          upstream = await send(granted, upstreamAbort.signal);
-          break;
-        } catch (error) {
-          granted.release();
-          if (req.signal.aborted) {
-            done(ctx, 499, 0, granted.heldMs, "client_closed");
-            return new Response(null, { status: 499 });
-          }
-          // The engine refused the connection (it went away between the grant and the connection: a pod that
-          // died before the watch said so): the request never left, so it may wait for the scaler to notice and
-          // be held again. Anything else may have reached an engine and is never sent twice.
-          const refused = error instanceof EngineError && error.kind === "refused" && !error.sent;
-          if (attempt < CONNECT_ATTEMPTS && refused) {
-            log.warn("engine refused the connection; holding the request again", {
-              id: ctx.id,
-              upstream: granted.upstream,
-              attempt,
-            });
-            await delay(CONNECT_RETRY_MS * attempt, req.signal);
-            try {
-              granted = gate.tryAcquire(key) ?? await gate.acquire(key, { signal: req.signal });
-            } catch (rejection) {
-              if (req.signal.aborted) {
-                done(ctx, 499, 0, granted.heldMs, "client_closed");
-                return new Response(null, { status: 499 });
-              }
-              if (!(rejection instanceof Rejection)) throw rejection;
-              const r = clientRefusal(rejection, label);
-              return reject(ctx, r.status, r.message, r.code, undefined, { retryAfter: r.retryAfter });
-            }
-            continue;
-          }
-          const message = (error as Error)?.message;
-          if (error instanceof EngineError && error.kind === "exhausted") {
-            log.warn("no file descriptor left to reach the engine", { id: ctx.id, upstream: granted.upstream });
-            return reject(ctx, 503, message, "proxy_overloaded", "overloaded", {
-              retryAfter: 1,
-              heldMs: granted.heldMs,
-            });
-          }
-          log.warn("upstream unreachable", {
+    // The client's signal aborts the engine request until the engine's answer is handed over (the engine client
+    // stops listening then); after that, a client that leaves cancels the relayed body, which closes the engine's
+    // connection.
+    for (let attempt = 1;; attempt++) {
+      try {
+        upstream = await send(granted, req.signal);
+        break;
+      } catch (error) {
+        granted.release();
+        if (req.signal.aborted) {
+          done(ctx, 499, 0, granted.heldMs, "client_closed");
+          return new Response(null, { status: 499 });
+        }
+        // The engine refused the connection (it went away between the grant and the connection: a pod that
+        // died before the watch said so): the request never left, so it may wait for the scaler to notice and
+        // be held again. Anything else may have reached an engine and is never sent twice.
+        const refused = error instanceof EngineError && error.kind === "refused" && !error.sent;
+        if (attempt < CONNECT_ATTEMPTS && refused) {
+          log.warn("engine refused the connection; holding the request again", {
             id: ctx.id,
             upstream: granted.upstream,
-            error: message,
-            sent: error instanceof EngineError ? error.sent : undefined,
+            attempt,
           });
-          return reject(
-            ctx,
-            502,
-            `The model server could not be reached: ${message}`,
-            "upstream_error",
-            "upstream_error",
-            { heldMs: granted.heldMs },
-          );
+          await delay(CONNECT_RETRY_MS * attempt, req.signal);
+          try {
+            granted = gate.tryAcquire(key) ?? await gate.acquire(key, { signal: req.signal });
+          } catch (rejection) {
+            if (req.signal.aborted) {
+              done(ctx, 499, 0, granted.heldMs, "client_closed");
+              return new Response(null, { status: 499 });
+            }
+            if (!(rejection instanceof Rejection)) throw rejection;
+            const r = clientRefusal(rejection, label);
+            return reject(ctx, r.status, r.message, r.code, undefined, { retryAfter: r.retryAfter });
+          }
+          continue;
         }
+        const message = (error as Error)?.message;
+        if (error instanceof EngineError && error.kind === "exhausted") {
+          log.warn("no file descriptor left to reach the engine", { id: ctx.id, upstream: granted.upstream });
+          return reject(ctx, 503, message, "proxy_overloaded", "overloaded", {
+            retryAfter: 1,
+            heldMs: granted.heldMs,
+          });
+        }
+        log.warn("upstream unreachable", {
+          id: ctx.id,
+          upstream: granted.upstream,
+          error: message,
+          sent: error instanceof EngineError ? error.sent : undefined,
+        });
+        return reject(
+          ctx,
+          502,
+          `The model server could not be reached: ${message}`,
+          "upstream_error",
+          "upstream_error",
+          { heldMs: granted.heldMs },
+        );
       }
-    } finally {
-      req.signal.removeEventListener("abort", onClientAbort);
     }
     const lastLease = granted;
     const status = upstream.status;

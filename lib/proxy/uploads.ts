@@ -71,6 +71,11 @@ export interface UploadGuard {
 /** Bodies declared this small are read in one call (no JavaScript stream). */
 const SMALL = 64 * 1024;
 
+const TOO_LARGE: BodyOutcome = { ok: false, refusal: "too_large" };
+const OVER_BUDGET: BodyOutcome = { ok: false, refusal: "over_budget" };
+const STALLED: BodyOutcome = { ok: false, refusal: "stalled" };
+const CLIENT_CLOSED: BodyOutcome = { ok: false, refusal: "client_closed" };
+
 interface Watched {
   /** performance.now() of the last progress. */
   last: number;
@@ -116,25 +121,25 @@ export function createUploadGuard(options: UploadGuardOptions): UploadGuard {
   };
 
   /** A small body of declared length, read in one call; the whole read is bounded by the stall time. */
-  async function readSmall(req: Request, length: number): Promise<BodyOutcome> {
-    let stalled!: () => void;
-    const stall = new Promise<"stalled">((resolve) => stalled = () => resolve("stalled"));
-    const entry: Watched = { last: performance.now(), stall: () => stalled() };
-    watch(entry);
-    const reading = req.arrayBuffer();
-    try {
-      const result = await Promise.race([reading, stall]);
-      if (result === "stalled") {
-        reading.catch(() => {}); // settles when the connection closes
-        return { ok: false, refusal: "stalled" };
-      }
-      const bytes = new Uint8Array(result);
-      return bytes.length > length ? { ok: false, refusal: "too_large" } : { ok: true, bytes };
-    } catch {
-      return { ok: false, refusal: "client_closed" };
-    } finally {
-      watched.delete(entry);
-    }
+  function readSmall(req: Request, length: number): Promise<BodyOutcome> {
+    return new Promise<BodyOutcome>((resolve) => {
+      const entry: Watched = {
+        last: performance.now(),
+        stall: () => {
+          // The read settles when the connection closes.
+          watched.delete(entry);
+          resolve(STALLED);
+        },
+      };
+      watch(entry);
+      req.arrayBuffer().then((buffer) => {
+        watched.delete(entry);
+        resolve(buffer.byteLength > length ? TOO_LARGE : { ok: true, bytes: new Uint8Array(buffer) });
+      }, () => {
+        watched.delete(entry);
+        resolve(CLIENT_CLOSED);
+      });
+    });
   }
 
   /** Any other body, chunk by chunk: progress resets the stall clock; each chunk is counted against the budget. */
@@ -199,22 +204,33 @@ export function createUploadGuard(options: UploadGuardOptions): UploadGuard {
 
   return {
     async read(req, limit) {
-      if (!req.body) return { ok: true, bytes: new Uint8Array(0) };
       const declared = req.headers.get("content-length");
       const length = declared === null ? NaN : Number(declared);
+      const known = Number.isSafeInteger(length) && length >= 0;
+      // A small declared body is read without touching `req.body`: the runtime then hands over the bytes it has
+      // already received instead of building a stream around them.
+      if (known && length <= SMALL && length <= limit) {
+        if (!reserve(length)) {
+          await req.body?.cancel().catch(() => {});
+          return OVER_BUDGET;
+        }
+        try {
+          return await readSmall(req, length);
+        } finally {
+          used -= length;
+        }
+      }
+      if (!req.body) return { ok: true, bytes: new Uint8Array(0) };
       if (length > limit) {
         await req.body.cancel().catch(() => {});
-        return { ok: false, refusal: "too_large" };
+        return TOO_LARGE;
       }
-      const known = Number.isSafeInteger(length) && length >= 0;
       if (known && !reserve(length)) {
         await req.body.cancel().catch(() => {});
-        return { ok: false, refusal: "over_budget" };
+        return OVER_BUDGET;
       }
       try {
-        return known && length <= SMALL
-          ? await readSmall(req, length)
-          : await readStream(req, limit, known ? length : null);
+        return await readStream(req, limit, known ? length : null);
       } finally {
         if (known) used -= length;
       }
