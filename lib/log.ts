@@ -27,6 +27,10 @@ export interface Logger {
 }
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+const NO_FIELDS: LogFields = Object.freeze({});
+/** The keys every line starts with. */
+const LINE_KEYS = new Set(["time", "level", "msg"]);
+const INDEX_KEY = /^(?:0|[1-9]\d*)$/;
 
 /** Options of {@link createLogger}. */
 export interface LoggerOptions {
@@ -41,15 +45,35 @@ export interface LoggerOptions {
 }
 
 const encoder = new TextEncoder();
+/** Reused for every line that fits (at most 3 bytes per UTF-16 unit): no allocation per line. */
+const lineBuffer = new Uint8Array(16 * 1024);
 
 function defaultWrite(line: string, level: LogLevel): void {
-  const bytes = encoder.encode(line + "\n");
+  let bytes: Uint8Array;
+  if (line.length * 3 < lineBuffer.length) {
+    const { written } = encoder.encodeInto(line, lineBuffer);
+    lineBuffer[written] = 10;
+    bytes = lineBuffer.subarray(0, written + 1);
+  } else bytes = encoder.encode(line + "\n");
   try {
-    if (LEVELS[level] >= LEVELS.warn) Deno.stderr.writeSync(bytes);
-    else Deno.stdout.writeSync(bytes);
+    const out = LEVELS[level] >= LEVELS.warn ? Deno.stderr : Deno.stdout;
+    for (let at = 0; at < bytes.length;) at += out.writeSync(bytes.subarray(at));
   } catch {
     // A closed stdout must never take the proxy down.
   }
+}
+
+let clockMs = NaN;
+let clockIso = "";
+
+/** `new Date().toISOString()`, built once per millisecond. */
+function isoNow(): string {
+  const now = Date.now();
+  if (now !== clockMs) {
+    clockMs = now;
+    clockIso = new Date(now).toISOString();
+  }
+  return clockIso;
 }
 
 /**
@@ -70,11 +94,20 @@ export function createLogger(options: LoggerOptions = {}, base: LogFields = {}):
   const min = LEVELS[options.level ?? (envLevel && envLevel in LEVELS ? envLevel : "info")];
   const write = options.write ?? defaultWrite;
   const secrets = secretForms(options.secrets);
-  const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
+  // JSON lines are built as text: the base fields serialised once, the line's fields with one JSON.stringify.
+  const baseKeys = new Set([...LINE_KEYS, ...Object.keys(base)]);
+  const baseJson = format === "json" && plainFields(base, LINE_KEYS) ? members(base) : null;
+  const log = (level: LogLevel, msg: string, fields: LogFields = NO_FIELDS) => {
     if (LEVELS[level] < min) return;
-    const time = new Date().toISOString();
-    const record = ownKeys({ time, level, msg, ...base, ...fields }, level, msg, time);
-    write(redact(format === "json" ? safeJson(record) : formatText(record), secrets), level);
+    let line: string;
+    if (baseJson !== null && plainFields(fields, baseKeys)) {
+      line = `{"time":"${isoNow()}","level":"${level}","msg":${JSON.stringify(msg)}${baseJson}${members(fields)}}`;
+    } else {
+      const time = isoNow();
+      const record = ownKeys({ time, level, msg, ...base, ...fields }, level, msg, time);
+      line = format === "json" ? safeJson(record) : formatText(record);
+    }
+    write(redact(line, secrets), level);
   };
   return {
     log,
@@ -179,6 +212,25 @@ function safeJson(record: LogFields): string {
   } catch {
     return JSON.stringify({ time: record.time, level: record.level, msg: record.msg, note: "unserializable fields" });
   }
+}
+
+/** `fields` as JSON members (`,"a":1,"b":"x"`), or "" when it has none to write. */
+function members(fields: LogFields): string {
+  const json = JSON.stringify(fields);
+  return json.length > 2 ? `,${json.slice(1, -1)}` : "";
+}
+
+/**
+ * Whether `fields` can be appended to the line as they are: primitive values (where `safeJson`'s replacer changes
+ * nothing), no key that the line already has, no integer-like key (an object lists those first).
+ */
+function plainFields(fields: LogFields, taken: Set<string>): boolean {
+  for (const key in fields) {
+    const v = fields[key];
+    if (v !== null && typeof v === "object" || typeof v === "bigint" || typeof v === "function") return false;
+    if (taken.has(key) || INDEX_KEY.test(key)) return false;
+  }
+  return true;
 }
 
 function allPrimitive(record: LogFields): boolean {
