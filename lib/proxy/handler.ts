@@ -363,14 +363,23 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
   ): Promise<Response> {
     ctx.model = label;
     const target = url.pathname + url.search;
-    const headers = upstreamHeaderList(req.headers, {
-      requestId: ctx.id,
-      clientIp: (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname,
-      proto: url.protocol === "https:" ? "https" : "http",
-      stripAuth,
-    });
+    const proto = url.protocol === "https:" ? "https" : "http";
+    // Built once the request is granted: a held request keeps only what it came with.
+    let headers: [string, string][] | null = null;
     const send = (lease: Lease, signal: AbortSignal) =>
-      engines.send({ upstream: lease.upstream, path: target, method: req.method, headers, body, signal });
+      engines.send({
+        upstream: lease.upstream,
+        path: target,
+        method: req.method,
+        headers: headers ??= upstreamHeaderList(req.headers, {
+          requestId: ctx.id,
+          clientIp: (info?.remoteAddr as Deno.NetAddr | undefined)?.hostname,
+          proto,
+          stripAuth,
+        }),
+        body,
+        signal,
+      });
 
     let lease = gate.tryAcquire(key);
     if (!lease) {
