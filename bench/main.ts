@@ -17,7 +17,7 @@ import { runLoad } from "./load.ts";
 import { measureBareHeld, measureHeld, requestsServed } from "./memory.ts";
 import { ensureNginx, type Nginx, startNginx } from "./nginx.ts";
 import { type Child, childPids, hasProgram, killAll, rssMiB, sleep, spawnLogged } from "./procs.ts";
-import { summariseProfile } from "./profile_summary.ts";
+import { categoriseProfile, summariseProfile } from "./profile_summary.ts";
 import { freePort, startProxy } from "./proxy.ts";
 import { measureImports } from "./import_cost.ts";
 import { measureDecide } from "./decide_cost.ts";
@@ -163,6 +163,7 @@ export async function runBench(args: string[]): Promise<BenchResults> {
     fanIn: null,
     memory: { idleMiB: null, kubernetesIdleMiB: null, held: null, bareHeld: null, afterRequests: [], imports: [] },
     profile: null,
+    profiles: [],
     pool: null,
     decideCost: [],
     dashboard: null,
@@ -172,11 +173,16 @@ export async function runBench(args: string[]): Promise<BenchResults> {
   try {
     // ---- warm path, streaming, leak check: one proxy in front of one warm engine ----
     if (only.has("warm") || only.has("stream") || only.has("memory")) {
-      const proxy = await startProxy({ dir, name: "warm", models: { bench: { loadMs: 0 } } });
+      // Model switching on: the proxy reads `model` from every body, as the floor does.
+      const proxy = await startProxy({ dir, name: "warm", models: { bench: { loadMs: 0 } }, switching: true });
       await sleep(500);
       results.memory.idleMiB = rssMiB(proxy.child.pid);
       say(`proxy idle RSS ${results.memory.idleMiB.toFixed(1)} MiB`);
-      const first = await fetch(`${proxy.url}/v1/completions`, { method: "POST", body: WARM_BODY });
+      const first = await fetch(`${proxy.url}/v1/completions`, {
+        method: "POST",
+        body: WARM_BODY,
+        headers: { "content-type": "application/json" },
+      });
       await first.arrayBuffer();
       const engineLine = (await proxy.lines()).findLast((l) => /bench-upstream: listening on/.test(l.msg));
       const directUrl = /http:\/\/127\.0\.0\.1:\d+/.exec(engineLine?.msg ?? "")?.[0];
@@ -185,6 +191,8 @@ export async function runBench(args: string[]): Promise<BenchResults> {
       let nginx: Nginx | null = null;
       let bare: Child | null = null;
       let bareUrl: string | null = null;
+      let bareFetch: Child | null = null;
+      let bareFetchUrl: string | null = null;
       if (only.has("warm")) {
         const missing = await ensureNginx();
         if (missing) notes.push(`nginx column skipped: ${missing}.`);
@@ -201,6 +209,20 @@ export async function runBench(args: string[]): Promise<BenchResults> {
         );
         await bare.waitFor(/listening/, 30_000);
         bareUrl = `http://127.0.0.1:${port}`;
+        const fetchPort = freePort();
+        bareFetch = spawnLogged(
+          [
+            Deno.execPath(),
+            "run",
+            "-A",
+            new URL("./bare_fetch.ts", import.meta.url).pathname,
+            String(fetchPort),
+            directUrl,
+          ],
+          `${dir}/bare_fetch.log`,
+        );
+        await bareFetch.waitFor(/listening/, 30_000);
+        bareFetchUrl = `http://127.0.0.1:${fetchPort}`;
       }
       try {
         if (only.has("warm")) {
@@ -210,11 +232,13 @@ export async function runBench(args: string[]): Promise<BenchResults> {
             proxyUrl: proxy.url,
             nginxUrl: nginx?.url ?? null,
             bareUrl,
+            bareFetchUrl,
             pids: {
               direct: () => [enginePid],
               proxy: () => [proxy.child.pid],
               nginx: () => nginx ? [nginx.child.pid, ...childPids(nginx.child.pid)] : [],
               bare: () => bare ? [bare.pid] : [],
+              bareFetch: () => bareFetch ? [bareFetch.pid] : [],
             },
             concurrencies: plan.concurrencies,
             warmupMs: plan.warmupMs,
@@ -277,6 +301,7 @@ export async function runBench(args: string[]): Promise<BenchResults> {
       } finally {
         await nginx?.stop();
         await bare?.stop();
+        await bareFetch?.stop();
         await proxy.stop();
       }
     }
@@ -309,36 +334,46 @@ export async function runBench(args: string[]): Promise<BenchResults> {
       );
     }
 
-    // ---- CPU profile of the proxy under load ----
+    // ---- CPU profiles of the proxy under load, at c=1 and c=64 (one proxy process each) ----
     if (only.has("profile") && plan.profileMs > 0) {
-      say("profile…");
-      const profDir = `${dir}/profile`;
-      const proxy = await startProxy({
-        dir,
-        name: "profile",
-        models: { bench: { loadMs: 0 } },
-        denoFlags: ["--cpu-prof", `--cpu-prof-dir=${profDir}`],
-      });
-      let rps = NaN;
-      try {
-        await (await fetch(`${proxy.url}/v1/completions`, { method: "POST", body: WARM_BODY })).arrayBuffer();
-        await runLoad({ url: `${proxy.url}/v1/completions`, body: WARM_BODY, connections: 64, durationMs: 1000, tool });
-        const r = await runLoad({
-          url: `${proxy.url}/v1/completions`,
-          body: WARM_BODY,
-          connections: 64,
-          durationMs: plan.profileMs,
-          tool,
+      results.profiles = [];
+      for (const concurrency of [1, 64]) {
+        say(`profile at c=${concurrency}…`);
+        const profDir = `${dir}/profile-c${concurrency}`;
+        const proxy = await startProxy({
+          dir,
+          name: `profile-c${concurrency}`,
+          models: { bench: { loadMs: 0 } },
+          switching: true,
+          denoFlags: ["--cpu-prof", `--cpu-prof-dir=${profDir}`],
         });
-        rps = r.rps;
-      } finally {
-        await proxy.stop();
+        const url = `${proxy.url}/v1/completions`;
+        let rps = NaN;
+        try {
+          await (await fetch(url, { method: "POST", body: WARM_BODY, headers: { "content-type": "application/json" } }))
+            .arrayBuffer();
+          await runLoad({ url, body: WARM_BODY, connections: concurrency, durationMs: 1000, tool });
+          rps =
+            (await runLoad({ url, body: WARM_BODY, connections: concurrency, durationMs: plan.profileMs, tool })).rps;
+        } finally {
+          await proxy.stop();
+        }
+        const file = [...Deno.readDirSync(profDir)].find((e) => e.name.endsWith(".cpuprofile"));
+        if (!file) {
+          notes.push(`the CPU profile at c=${concurrency} was not written.`);
+          continue;
+        }
+        const rows = summariseProfile(JSON.parse(await Deno.readTextFile(`${profDir}/${file.name}`)));
+        const run = {
+          seconds: plan.profileMs / 1000 + 1,
+          concurrency,
+          rps,
+          top: rows.slice(0, 25),
+          categories: categoriseProfile(rows),
+        };
+        results.profiles.push(run);
+        if (concurrency === 64) results.profile = run;
       }
-      const file = [...Deno.readDirSync(profDir)].find((e) => e.name.endsWith(".cpuprofile"));
-      if (file) {
-        const top = summariseProfile(JSON.parse(await Deno.readTextFile(`${profDir}/${file.name}`))).slice(0, 25);
-        results.profile = { seconds: plan.profileMs / 1000 + 1, concurrency: 64, rps, top };
-      } else notes.push("the CPU profile was not written.");
     }
 
     // ---- cold start and switch, process backend ----
@@ -387,10 +422,14 @@ export async function runBench(args: string[]): Promise<BenchResults> {
     // ---- held connections ----
     if (only.has("memory")) {
       say(`held connections ${plan.held.join(", ")}…`);
+      // bench/held_proxy.ts: `serve` with room for 10,000 client connections whatever the descriptor limit.
+      const maxHeld = Math.max(...plan.held);
       const proxy = await startProxy({
         dir,
         name: "held",
         models: { bench: { loadMs: 3_600_000 } },
+        switching: true,
+        entry: [new URL("./held_proxy.ts", import.meta.url).pathname, "--max-connections", String(maxHeld + 500)],
         extra: { maxHeldRequests: 20_000, holdTimeout: "1h", startTimeout: "2h", heartbeatInterval: "0s" },
       });
       try {

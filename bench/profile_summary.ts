@@ -66,6 +66,53 @@ export function summariseProfile(profile: { nodes: ProfileNode[] }): ProfileRow[
   })).sort((a, b) => b.selfPct - a.selfPct);
 }
 
+/** Self time of a profile by what spends it. */
+export interface ProfileCategory {
+  /** What spends the time. */
+  what: string;
+  /** Share of samples, in %. */
+  selfPct: number;
+}
+
+/** Categories, first match wins (against `function (file:line)`). */
+const CATEGORIES: [RegExp, string][] = [
+  [/^\(idle\)/, "(idle): the thread not running JavaScript (waiting, and Deno's Rust side: HTTP, sockets)"],
+  [/^\(garbage collector\)/, "garbage collector"],
+  [/^\(program\)/, "(program): V8 outside JavaScript (compiling, runtime calls)"],
+  [/^op_write /, "op_write: socket writes (to the engine; the kernel's loopback work is counted here)"],
+  [/^op_write_sync /, "op_write_sync: the request log line's write"],
+  [/^op_/, "other runtime ops (socket reads, HTTP server ops, timers)"],
+  [/\(lib\/proxy\/engine_client\.ts/, "vllm-chill: engine client (lib/proxy/engine_client.ts)"],
+  [/\(lib\/proxy\//, "vllm-chill: proxy handler (lib/proxy/, without the engine client)"],
+  [/\(lib\/scaler\//, "vllm-chill: scaler (lib/scaler/)"],
+  [/\(lib\/log\.ts/, "vllm-chill: log (lib/log.ts)"],
+  [/\(lib\/metrics\.ts/, "vllm-chill: metrics (lib/metrics.ts)"],
+  [/\(lib\//, "vllm-chill: other"],
+  [/\(ext:deno_http\//, "Deno HTTP server, JavaScript side (ext:deno_http)"],
+  [/\(ext:deno_fetch\//, "Request, Response, Headers, bodies (ext:deno_fetch)"],
+  [/\(ext:deno_(web|webidl)\//, "web APIs: streams, events, encoding, WebIDL (ext:deno_web*)"],
+  [/\(ext:/, "other runtime JavaScript (ext:core, ext:deno_net, ...)"],
+];
+
+/**
+ * Self time summed by what spends it (idle, GC, socket writes, the log write, each part of vllm-chill, each part
+ * of the runtime), largest first.
+ *
+ * @example
+ * ```ts
+ * import { categoriseProfile } from "./profile_summary.ts";
+ * categoriseProfile([{ name: "(idle) (:1)", selfPct: 60, totalPct: 60 }])[0].selfPct; // 60
+ * ```
+ */
+export function categoriseProfile(rows: ProfileRow[]): ProfileCategory[] {
+  const sums = new Map<string, number>();
+  for (const row of rows) {
+    const what = CATEGORIES.find(([re]) => re.test(row.name))?.[1] ?? "other";
+    sums.set(what, (sums.get(what) ?? 0) + row.selfPct);
+  }
+  return [...sums].map(([what, selfPct]) => ({ what, selfPct })).sort((a, b) => b.selfPct - a.selfPct);
+}
+
 if (import.meta.main) {
   const profile = JSON.parse(await Deno.readTextFile(Deno.args[0]));
   const top = Number(Deno.args[1] ?? 25);
@@ -74,6 +121,8 @@ if (import.meta.main) {
   for (const r of rows.slice(0, top)) {
     console.log(`${r.selfPct.toFixed(1).padStart(5)}% self ${r.totalPct.toFixed(1).padStart(5)}% total  ${r.name}`);
   }
+  console.log("-- by category (self time)");
+  for (const c of categoriseProfile(rows)) console.log(`${c.selfPct.toFixed(1).padStart(5)}%  ${c.what}`);
   console.log("-- by total time");
   for (const r of [...rows].sort((a, b) => b.totalPct - a.totalPct).slice(0, top)) {
     console.log(`${r.selfPct.toFixed(1).padStart(5)}% self ${r.totalPct.toFixed(1).padStart(5)}% total  ${r.name}`);

@@ -39,6 +39,8 @@ export interface ProxyOptions {
   root?: string;
   /** Extra arguments to deno run (e.g. --cpu-prof). */
   denoFlags?: string[];
+  /** The script and its arguments before `--config` (default: `main.ts serve`). */
+  entry?: string[];
 }
 
 /** A running proxy process. */
@@ -134,8 +136,7 @@ export async function startProxy(o: ProxyOptions): Promise<ProxyProc> {
       "run",
       "-A",
       ...(o.denoFlags ?? []),
-      `${o.root ?? ROOT}/main.ts`,
-      "serve",
+      ...(o.entry ?? [`${o.root ?? ROOT}/main.ts`, "serve"]),
       "--config",
       configPath,
     ],

@@ -1,8 +1,10 @@
 /**
  * Warm-path overhead: small non-streaming completions at several
- * concurrencies, straight to the engine, through vllm-chill and through
- * nginx, measured back to back per concurrency so the ratios compare like
- * with like.
+ * concurrencies, straight to the engine, through vllm-chill, through the
+ * platform floor (bench/bare_proxy.ts: the least a Deno forwarder with
+ * vllm-chill's client semantics must do), through the same with `fetch`
+ * (bench/bare_fetch.ts) and through nginx, in alternating rounds per
+ * concurrency so the ratios compare like with like.
  *
  * @module
  */
@@ -20,14 +22,16 @@ export type WarmResult = LoadResult & {
   loadavg: number;
 };
 
-/** One concurrency's three measurements. */
+/** One concurrency's measurements. */
 export interface WarmRow {
   concurrency: number;
   direct: WarmResult;
   proxy: WarmResult;
   nginx: WarmResult | null;
-  /** Deno.serve + fetch and nothing else (bench/bare_proxy.ts). */
+  /** The platform floor (bench/bare_proxy.ts): body read, `model` found, sent once, answer passed back. */
   bare: WarmResult | null;
+  /** The same with Deno's `fetch` as the client (bench/bare_fetch.ts); absent in older runs. */
+  bareFetch?: WarmResult | null;
   /** proxy p50 − direct p50, ms. */
   p50OverheadMs: number;
   /** proxy p99 − direct p99, ms. */
@@ -38,7 +42,12 @@ export interface WarmRow {
   rpsProxyOverNginx: number | null;
   /** proxy rps / bare Deno proxy rps. */
   rpsProxyOverBare: number | null;
+  /** bare rps / nginx rps (the floor against nginx). */
+  rpsBareOverNginx?: number | null;
 }
+
+/** The targets of the warm path. */
+export type WarmTarget = "direct" | "proxy" | "nginx" | "bare" | "bareFetch";
 
 /** Options of {@link runWarm}. */
 export interface WarmOptions {
@@ -46,8 +55,9 @@ export interface WarmOptions {
   proxyUrl: string;
   nginxUrl: string | null;
   bareUrl: string | null;
+  bareFetchUrl?: string | null;
   /** Processes whose CPU time is charged to each target. */
-  pids: Record<"direct" | "proxy" | "nginx" | "bare", () => number[]>;
+  pids: Record<WarmTarget, () => number[]>;
   concurrencies: number[];
   warmupMs: number;
   /** Length of one measured run. */
@@ -93,11 +103,12 @@ export const WARM_BODY = '{"model":"bench","prompt":"hi","max_tokens":4}';
  */
 export async function runWarm(o: WarmOptions): Promise<WarmRow[]> {
   const rows: WarmRow[] = [];
-  const targets: ["direct" | "proxy" | "nginx" | "bare", string | null][] = [
+  const targets: [WarmTarget, string | null][] = [
     ["direct", o.directUrl],
     ["proxy", o.proxyUrl],
     ["nginx", o.nginxUrl],
     ["bare", o.bareUrl],
+    ["bareFetch", o.bareFetchUrl ?? null],
   ];
   const cpu = (pids: number[]) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
   for (const c of o.concurrencies) {
@@ -129,7 +140,13 @@ export async function runWarm(o: WarmOptions): Promise<WarmRow[]> {
         (runs[name] ??= []).push({ load, cpuMs: cpu(pids) - before });
       }
     }
-    const got: Record<string, WarmResult | null> = { direct: null, proxy: null, nginx: null, bare: null };
+    const got: Record<string, WarmResult | null> = {
+      direct: null,
+      proxy: null,
+      nginx: null,
+      bare: null,
+      bareFetch: null,
+    };
     for (const [name, list] of Object.entries(runs)) {
       const r = combine(list, Deno.loadavg()[0]);
       o.say(
@@ -146,12 +163,21 @@ export async function runWarm(o: WarmOptions): Promise<WarmRow[]> {
       proxy,
       nginx,
       bare,
+      bareFetch: got.bareFetch,
       p50OverheadMs: proxy.p50Ms - direct.p50Ms,
       p99OverheadMs: proxy.p99Ms - direct.p99Ms,
       rpsProxyOverDirect: proxy.rps / direct.rps,
       rpsProxyOverNginx: nginx ? proxy.rps / nginx.rps : null,
       rpsProxyOverBare: bare ? proxy.rps / bare.rps : null,
+      rpsBareOverNginx: bare && nginx ? bare.rps / nginx.rps : null,
     });
+    o.say(
+      `warm c=${c}: vllm-chill ${(proxy.rps / direct.rps).toFixed(2)}× direct, ${
+        bare ? (proxy.rps / bare.rps).toFixed(2) : "n/a"
+      }× the floor, ${nginx ? (proxy.rps / nginx.rps).toFixed(2) : "n/a"}× nginx; p50 +${
+        (proxy.p50Ms - direct.p50Ms).toFixed(3)
+      } ms over direct`,
+    );
   }
   return rows;
 }
