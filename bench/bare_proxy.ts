@@ -15,13 +15,14 @@
  * @module
  */
 
+type Bytes = Uint8Array<ArrayBuffer>;
 /** A kept-alive connection to the engine and what was read past the last answer. */
-type Wire = { conn: Deno.TcpConn; buf: Uint8Array; rest: Uint8Array | null };
+type Wire = { conn: Deno.TcpConn; buf: Bytes; rest: Bytes | null; closed: boolean };
 
 const encoder = new TextEncoder(), decoder = new TextDecoder();
 const SKIP = new Set(["host", "content-length", "connection", "keep-alive", "transfer-encoding"]);
 
-async function read(w: Wire): Promise<Uint8Array> {
+async function read(w: Wire): Promise<Bytes> {
   const rest = w.rest;
   w.rest = null;
   if (rest) return rest;
@@ -30,7 +31,7 @@ async function read(w: Wire): Promise<Uint8Array> {
   return w.buf.slice(0, n);
 }
 
-const join = (a: Uint8Array, b: Uint8Array) => {
+const join = (a: Bytes, b: Bytes): Bytes => {
   const out = new Uint8Array(a.length + b.length);
   out.set(a);
   out.set(b, a.length);
@@ -38,14 +39,14 @@ const join = (a: Uint8Array, b: Uint8Array) => {
 };
 
 /** Reads until `test` finds its end in the bytes; returns [bytes, end]. */
-async function readUntil(w: Wire, got: Uint8Array, test: (b: Uint8Array) => number): Promise<[Uint8Array, number]> {
+async function readUntil(w: Wire, got: Bytes, test: (b: Bytes) => number): Promise<[Bytes, number]> {
   for (let end = test(got);; end = test(got)) {
     if (end >= 0) return [got, end];
     got = join(got, await read(w));
   }
 }
 
-const crlf2 = (b: Uint8Array) => decoder.decode(b).indexOf("\r\n\r\n");
+const crlf2 = (b: Bytes) => decoder.decode(b).indexOf("\r\n\r\n");
 
 if (import.meta.main) {
   const [port, upstream] = [Number(Deno.args[0]), new URL(Deno.args[1])];
@@ -64,8 +65,12 @@ if (import.meta.main) {
           conn: await Deno.connect({ hostname: upstream.hostname, port: Number(upstream.port) }),
           buf: new Uint8Array(65536),
           rest: null,
+          closed: false,
         };
-      const drop = () => w.conn.close();
+      const drop = () => {
+        w.closed = true;
+        w.conn.close();
+      };
       req.signal.addEventListener("abort", drop);
       const message = new Uint8Array(head.length + body.length);
       encoder.encodeInto(head, message);
@@ -104,7 +109,7 @@ if (import.meta.main) {
           w.rest = rest.length ? rest.slice() : null;
           idle.push(w);
         },
-        cancel: () => w.conn.close(),
+        cancel: drop,
       }, { highWaterMark: 0 });
       return new Response(stream, { status, headers });
     },
