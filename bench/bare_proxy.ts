@@ -94,7 +94,7 @@ if (import.meta.main) {
       if (!chunked) {
         [rest] = await readUntil(w, rest, (b) => b.length >= length ? length : -1);
         w.rest = rest.length > length ? rest.slice(length) : null;
-        idle.push(w);
+        if (!w.closed) idle.push(w);
         return new Response(rest.subarray(0, length), { status, headers });
       }
       // Chunked (SSE): each chunk is passed on as it arrives.
@@ -107,7 +107,7 @@ if (import.meta.main) {
           if (size > 0) return controller.enqueue(data.slice(0, size));
           controller.close();
           w.rest = rest.length ? rest.slice() : null;
-          idle.push(w);
+          if (!w.closed) idle.push(w);
         },
         cancel: drop,
       }, { highWaterMark: 0 });
