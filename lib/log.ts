@@ -45,23 +45,54 @@ export interface LoggerOptions {
 }
 
 const encoder = new TextEncoder();
-/** Reused for every line that fits (at most 3 bytes per UTF-16 unit): no allocation per line. */
-const lineBuffer = new Uint8Array(16 * 1024);
+/** Reused for every write that fits (at most 3 bytes per UTF-16 unit): no allocation per line. */
+const lineBuffer = new Uint8Array(64 * 1024);
+
+/**
+ * Info and debug lines written in the same turn of the event loop, written together at its end: one write for
+ * all the requests a turn finished instead of one each, and none before the answer is handed over. Warn and error
+ * lines are written at once (after what is pending, to keep the order). A line is lost only if the process dies
+ * of an uncaught exception within that turn; `unload` (a normal exit, Deno.exit) writes what is pending.
+ */
+let pending = "";
+let flushScheduled = false;
 
 function defaultWrite(line: string, level: LogLevel): void {
+  if (LEVELS[level] >= LEVELS.warn) {
+    flushPending();
+    writeAll(Deno.stderr, line + "\n");
+    return;
+  }
+  pending += line + "\n";
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setTimeout(flushPending, 0);
+  }
+}
+
+function flushPending(): void {
+  flushScheduled = false;
+  if (pending === "") return;
+  const text = pending;
+  pending = "";
+  writeAll(Deno.stdout, text);
+}
+
+function writeAll(out: { writeSync(bytes: Uint8Array): number }, text: string): void {
   let bytes: Uint8Array;
-  if (line.length * 3 < lineBuffer.length) {
-    const { written } = encoder.encodeInto(line, lineBuffer);
-    lineBuffer[written] = 10;
-    bytes = lineBuffer.subarray(0, written + 1);
-  } else bytes = encoder.encode(line + "\n");
+  if (text.length * 3 <= lineBuffer.length) {
+    bytes = lineBuffer.subarray(0, encoder.encodeInto(text, lineBuffer).written);
+  } else bytes = encoder.encode(text);
   try {
-    const out = LEVELS[level] >= LEVELS.warn ? Deno.stderr : Deno.stdout;
     for (let at = 0; at < bytes.length;) at += out.writeSync(bytes.subarray(at));
   } catch {
     // A closed stdout must never take the proxy down.
   }
 }
+
+try {
+  globalThis.addEventListener("unload", flushPending);
+} catch { /* not a runtime with unload */ }
 
 let clockMs = NaN;
 let clockIso = "";

@@ -54,3 +54,24 @@ Deno.test("log: secrets are masked on the fast path too", () => {
   log.info("request", { id: "sk-verysecret", status: 200 });
   assert.equal(JSON.parse(lines[0]).id, "[redacted]");
 });
+
+Deno.test("log: the default writer keeps the order of lines across stdout and stderr, and writes all before exit", async () => {
+  const log = new URL("../../lib/log.ts", import.meta.url).href;
+  const script = `
+    import { createLogger } from ${JSON.stringify(log)};
+    const log = createLogger({ format: "json" });
+    log.info("one"); log.info("two");
+    log.warn("three");
+    log.info("four");
+    setTimeout(() => { log.info("five"); log.error("six"); log.info("seven"); Deno.exit(0); }, 0);
+  `;
+  // stdout and stderr into one pipe, as a container runtime or a terminal shows them.
+  const out = await new Deno.Command("sh", {
+    args: ["-c", '"$0" eval "$1" 2>&1', Deno.execPath(), script],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert.equal(out.code, 0);
+  const messages = new TextDecoder().decode(out.stdout).trim().split("\n").map((l) => JSON.parse(l).msg);
+  assert.deepEqual(messages, ["one", "two", "three", "four", "five", "six", "seven"]);
+});
