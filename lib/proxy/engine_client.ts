@@ -766,8 +766,19 @@ function concat(...parts: Uint8Array[]): Bytes {
   return out;
 }
 
+const asciiDecoder = new TextDecoder();
+
 /** Bytes as a byte string (one character per byte, as HTTP headers are). */
 function byteString(bytes: Uint8Array): string {
+  // An all-ASCII head (the usual one) decodes natively; any other byte is mapped one to one.
+  let ascii = true;
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i] > 127) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return asciiDecoder.decode(bytes);
   let out = "";
   for (let i = 0; i < bytes.length; i += 8192) {
     out += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);

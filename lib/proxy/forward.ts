@@ -115,11 +115,20 @@ export function upstreamHeaderList(incoming: Headers, options: UpstreamHeaderOpt
   return out;
 }
 
-/** The engine's response headers for the client: hop-by-hop ones dropped, `x-request-id` set. */
-function responseHeaderList(upstream: [string, string][], requestId: string): [string, string][] {
+/**
+ * The engine's response headers for the client: hop-by-hop ones dropped, `x-request-id` set; `content-length`
+ * dropped when the runtime sets it from the body bytes anyway.
+ */
+function responseHeaderList(
+  upstream: [string, string][],
+  requestId: string,
+  lengthFromBody: boolean,
+): [string, string][] {
   const out: [string, string][] = [];
   for (const [name, value] of upstream) {
-    if (!RESPONSE_HOP_BY_HOP.has(name) && name !== "x-request-id") out.push([name, value]);
+    if (RESPONSE_HOP_BY_HOP.has(name) || name === "x-request-id") continue;
+    if (lengthFromBody && name === "content-length") continue;
+    out.push([name, value]);
   }
   out.push(["x-request-id", requestId]);
   return out;
@@ -180,10 +189,10 @@ export interface RelayOptions {
  * ```
  */
 export function relayResponse(upstream: EngineResponse, options: RelayOptions): Response {
-  const headers = responseHeaderList(upstream.headers, options.requestId);
+  const bytes = upstream.bytes;
+  const headers = responseHeaderList(upstream.headers, options.requestId, !upstream.body && !!bytes?.byteLength);
   const init = { status: upstream.status, statusText: upstream.statusText, headers };
   if (!upstream.body) {
-    const bytes = upstream.bytes;
     // The request's line first: whatever its release sets off (a sleep, a stop) is logged after it.
     options.onEnd("complete", bytes?.byteLength ?? 0);
     options.lease.release();

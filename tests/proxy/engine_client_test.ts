@@ -173,6 +173,28 @@ Deno.test("engine client: header values are sent as bytes (latin-1), not widened
   }
 });
 
+Deno.test("engine client: answer header bytes above ASCII are read one character per byte (latin-1)", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const served = (async () => {
+    const conn = await listener.accept();
+    await conn.read(new Uint8Array(4096));
+    const head = encoder.encode("HTTP/1.1 200 OK\r\nx-name: caf?\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}");
+    head[head.indexOf(0x3f)] = 0xe9; // the byte é has in latin-1, which is not UTF-8
+    await conn.write(head);
+    conn.close();
+  })();
+  const client = createEngineClient();
+  try {
+    const answer = await client.send(request(`http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`));
+    await served;
+    assert.deepEqual(answer.headers.find(([name]) => name === "x-name"), ["x-name", "caf\u00e9"]);
+    assert.equal(await text(answer), "{}");
+  } finally {
+    client.close();
+    listener.close();
+  }
+});
+
 Deno.test("engine client: a chunked SSE answer is passed on chunk by chunk, then the connection is reused", async () => {
   let next!: () => void;
   const engine = startRawEngine(async (conn, r) => {
