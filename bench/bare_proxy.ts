@@ -58,7 +58,9 @@ if (import.meta.main) {
       const model = JSON.parse(decoder.decode(body)).model;
       if (typeof model !== "string") return new Response('{"error":"model"}', { status: 400 });
       let head = `${req.method} ${req.url.slice(req.url.indexOf("/", 8))} HTTP/1.1\r\nhost: ${upstream.host}\r\n`;
-      for (const [name, value] of req.headers) if (!SKIP.has(name)) head += `${name}: ${value}\r\n`;
+      req.headers.forEach((value, name) => {
+        if (!SKIP.has(name)) head += `${name}: ${value}\r\n`;
+      });
       head += `content-length: ${body.length}\r\n\r\n`;
       const w = idle.pop() ??
         {

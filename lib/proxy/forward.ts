@@ -97,18 +97,20 @@ export function upstreamHeaderList(incoming: Headers, options: UpstreamHeaderOpt
   const clientIp = options.clientIp;
   let prior: string | null = null;
   let hasProto = false;
-  for (const [name, value] of incoming) {
-    if (HOP_BY_HOP.has(name) || extra?.has(name)) continue;
-    if (options.stripAuth && (name === "authorization" || name === "x-api-key")) continue;
-    if (name === "x-request-id") continue;
+  // forEach, not for…of: the same pairs without an iterator and a result object per header (about half the cost
+  // for a served request's headers).
+  incoming.forEach((value, name) => {
+    if (HOP_BY_HOP.has(name) || extra?.has(name)) return;
+    if (options.stripAuth && (name === "authorization" || name === "x-api-key")) return;
+    if (name === "x-request-id") return;
     if (name === "x-forwarded-for") {
       if (clientIp) {
         prior = value;
-        continue;
+        return;
       }
     } else if (name === "x-forwarded-proto") hasProto = true;
     out.push([name, value]);
-  }
+  });
   out.push(["x-request-id", options.requestId], ["accept-encoding", "identity"]);
   if (clientIp) out.push(["x-forwarded-for", prior ? `${prior}, ${clientIp}` : clientIp]);
   if (!hasProto) out.push(["x-forwarded-proto", options.proto]);
