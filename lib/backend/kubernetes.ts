@@ -19,14 +19,7 @@ import { type KubeState, toObserved } from "../kube/state.ts";
 import { watchPodLost } from "../kube/waits.ts";
 import { type EngineCallOptions, probeSleeping, sleepEngine, wakeEngine } from "./engine_http.ts";
 import { DEFAULT_PENDING_REPORT_MS, toBackendError, waitHealthy, waitPodReady } from "./kube_common.ts";
-import {
-  type Backend,
-  BackendError,
-  type EngineLaunch,
-  type Observed,
-  type StartOptions,
-  type WaitOptions,
-} from "./types.ts";
+import type { Backend, EngineLaunch, Observed, StartOptions, WaitOptions } from "./types.ts";
 
 /** Options of {@link createKubernetesBackend}. */
 export interface KubernetesBackendOptions {
