@@ -1,5 +1,5 @@
 /**
- * The scaler: a pure lifecycle state machine (`decide`) and the driver that
+ * The scaler: the pool scheduler, pure (`decide`, `place`, the views), and the driver that
  * executes its effects (`createScaler`), behind the proxy's `Gate`.
  *
  * @example
