@@ -868,12 +868,7 @@ function startEngine(ctx: Ctx, model: string, gpus: string[]): void {
   e.busy = true;
   e.opStartedAt = now;
   e.deadline = now + policy.startTimeout;
-  const plan = s.plans[model];
-  if (plan?.from) {
-    e.switchFrom = plan.from;
-    e.switchAt = plan.at;
-  }
-  delete s.plans[model];
+  const plan = takePlan(s, model, e);
   s.engines[model] = e;
   setReason(ctx, model, plan?.from ? `room made by ${plan.from}` : "request waiting");
   ctx.changed = true;
@@ -893,14 +888,20 @@ function wake(ctx: Ctx, model: string): void {
   e.opStartedAt = now;
   // A level-2 wake reloads the weights from disk: as long as a start.
   e.deadline = now + (level === 2 ? policy.startTimeout : s.policy.wakeTimeout);
+  takePlan(s, model, e);
+  setReason(ctx, model, "request waiting");
+  ctx.fx.push({ type: "wake", model, op: e.op, level, deadline: e.deadline });
+}
+
+/** The room made for `model` is now its engine's: the plan goes, what it evicted is remembered (switch metrics). */
+function takePlan(s: Draft, model: string, e: EngineState): Plan | undefined {
   const plan = s.plans[model];
   if (plan?.from) {
     e.switchFrom = plan.from;
     e.switchAt = plan.at;
   }
   delete s.plans[model];
-  setReason(ctx, model, "request waiting");
-  ctx.fx.push({ type: "wake", model, op: e.op, level, deadline: e.deadline });
+  return plan;
 }
 
 function becomeReady(ctx: Ctx, model: string, reason: string): void {
