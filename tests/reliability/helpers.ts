@@ -142,6 +142,8 @@ export interface FakeCluster {
   serving(): string | undefined;
   /** `PATCH deployments/scale` calls answered 2xx with their index in `fake.calls`. */
   scalePatches(): CallRecord[];
+  /** The scale patches among them that asked for one replica or more. */
+  scaleUps(): CallRecord[];
   /** The ConfigMap's active model key (`VLLM_CHILL_MODEL`). */
   configuredModel(): string | undefined;
   /** The Deployment's desired replicas. */
@@ -239,6 +241,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<FakeCl
     vllm: () => current?.vllm,
     serving: () => current?.served,
     scalePatches: () => kube.calls.filter((c) => c.verb === "patch" && c.subresource === "scale" && c.status < 300),
+    scaleUps: () =>
+      kube.calls.filter((c) => c.verb === "patch" && c.subresource === "scale" && c.status < 300 && c.replicas! > 0),
     configuredModel: () =>
       kube.store.getObject("configmaps", config.target.configMap, config.namespace)?.data?.VLLM_CHILL_MODEL,
     replicas: () => kube.store.getObject("deployments", config.target.deployment, config.namespace)?.spec?.replicas,

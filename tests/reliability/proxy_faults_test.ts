@@ -148,7 +148,8 @@ function assertConverged(cluster: FakeCluster, model: string): void {
 }
 
 Deno.test("proxy faults: SIGKILL while the old pod terminates during a switch â†’ restarted proxy converges, one scale-up", async () => {
-  const cluster = await startCluster({ fake: { timing: { terminateMs: 600 } } });
+  // Long enough that the restarted proxy still finds the old pod terminating (its start takes ~0.6 s).
+  const cluster = await startCluster({ fake: { timing: { terminateMs: 3000 } } });
   const file = await kubeConfigFile(cluster);
   try {
     const first = await spawnKubeProxy(cluster, file);
@@ -165,15 +166,24 @@ Deno.test("proxy faults: SIGKILL while the old pod terminates during a switch â†
     } finally {
       await stopCli(first.cli);
     }
-    const patchesBefore = cluster.scalePatches().length;
+    // A restarted proxy that still sees the old pod terminating may say "0 replicas" once more (level-triggered):
+    // what must not happen twice is a scale-up.
+    const scaleUpsBefore = cluster.scaleUps().length;
     const second = await spawnKubeProxy(cluster, file);
     try {
+      assert.ok(
+        cluster.fake.kubelet.pods().some((p) => p.metadata?.deletionTimestamp),
+        "the restarted proxy found the old pod still terminating",
+      );
       const res = await chat(second.url, "model-b");
       assert.equal(res.status, 200, JSON.stringify(res.body));
       assert.equal(res.body.model, "model-b");
       assertConverged(cluster, "model-b");
-      assert.equal(cluster.scalePatches().length - patchesBefore, 1, "one scale-up after the restart");
-      assert.deepEqual(cluster.started, ["model-a", "model-b"], "no pod started twice");
+      const log = () =>
+        [...first.cli.stdout, ...first.cli.stderr, "--- restarted ---", ...second.cli.stdout, ...second.cli.stderr]
+          .join("\n");
+      assert.equal(cluster.scaleUps().length - scaleUpsBefore, 1, `one scale-up after the restart\n${log()}`);
+      assert.deepEqual(cluster.started, ["model-a", "model-b"], `no pod started twice\n${log()}`);
     } finally {
       await stopCli(second.cli);
     }

@@ -89,6 +89,8 @@ export interface CallRecord {
   namespace?: string;
   status: number;
   contentType?: string;
+  /** For a write to a `scale` subresource answered 2xx: the replicas the object desires after it. */
+  replicas?: number;
 }
 
 /** Which requests a fault applies to (all given fields must match). */
@@ -655,7 +657,11 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
         );
       }
     }
-    (admin ? adminCalls : calls).push({ ...call, status: response.status });
+    const record: CallRecord = { ...call, status: response.status };
+    if (call.subresource === "scale" && (call.verb === "patch" || call.verb === "update") && response.ok) {
+      record.replicas = (await response.clone().json()).spec?.replicas ?? 0;
+    }
+    (admin ? adminCalls : calls).push(record);
     for (const listener of [...callListeners]) listener();
     return response;
   };
