@@ -204,12 +204,33 @@ function runtimeServeConnection(): ServeConnection | null {
 }
 
 // A connection's server takes its resource away once it ended or began a graceful shutdown; firing its signal after
-// that makes the runtime throw from inside the abort listener (an uncaught error), so both are tracked.
+// that makes the runtime throw from inside the abort listener (an uncaught error), so both are tracked. One window
+// cannot be seen from here: the server has stopped waiting for requests and is closing its resource
+// (ext/http/00_serve.ts, serveHttpOn: op_http_wait resolved, op_http_close pending; `finished` not settled yet).
+// The runtime's listener then calls op_http_cancel on a resource already gone and throws BadResource, which the
+// event dispatch reports as an uncaught exception (ext/web/02_event.js, reportException) — it would end the process.
+// That one error, raised synchronously inside `kill`, is cancelled: the connection it was meant to close is closed.
+
+let killing = false;
+let killGuardInstalled = false;
+
+function installKillGuard(): void {
+  if (killGuardInstalled) return;
+  killGuardInstalled = true;
+  globalThis.addEventListener("error", (event) => {
+    if (killing && event.error instanceof Deno.errors.BadResource) event.preventDefault();
+  });
+}
 
 /** Closes a connection now, unless it already ended or is closing gracefully. */
 function kill(conn: Connection): void {
   if (conn.ended || conn.graceful || conn.abort.signal.aborted) return;
-  conn.abort.abort();
+  killing = true;
+  try {
+    conn.abort.abort();
+  } finally {
+    killing = false;
+  }
 }
 
 /** Closes a connection once its answers in flight are written (idle: at once). */
@@ -255,6 +276,7 @@ interface Connection {
 export function serveGuarded(options: GuardedServeOptions): GuardedServer {
   const { log, metrics, handler, onError } = options;
   const serveConnection = options.serveConnection === undefined ? runtimeServeConnection() : options.serveConnection;
+  installKillGuard();
   const fds = fileDescriptorLimits();
   const limits: ConnectionLimits = {
     headerTimeoutMs: 10_000,

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { createMetrics, type Metrics } from "../../lib/metrics.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { connectionLimitFor, type GuardedServer, serveGuarded } from "../../lib/proxy/listener.ts";
-import type { ConnectionLimits } from "../../lib/proxy/listener.ts";
+import type { ConnectionLimits, ServeConnection } from "../../lib/proxy/listener.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -172,4 +172,44 @@ Deno.test("listener: the connection limit leaves room for engine connections and
   assert.equal(connectionLimitFor(300, 20), 108);
   assert.equal(connectionLimitFor(50, 20), 8, "never below 8");
   assert.equal(connectionLimitFor(null, null), 16_384);
+});
+
+Deno.test("listener: closing a connection whose server is already releasing it is not an uncaught error", async () => {
+  // The runtime's per-connection server, in the window where it stopped waiting for requests and is closing its
+  // resource: its abort listener calls op_http_cancel on a resource already gone and throws BadResource
+  // (ext/http/00_serve.ts). Thrown from an event listener, that is reported as uncaught and ends the process.
+  let aborts = 0;
+  const releasing: ServeConnection = (
+    conn,
+    signal,
+  ) => {
+    const { promise: finished, resolve } = Promise.withResolvers<void>();
+    signal.addEventListener("abort", () => {
+      aborts++;
+      conn.close();
+      resolve();
+      throw new Deno.errors.BadResource("Bad resource ID");
+    }, { once: true });
+    return { finished, shutdown: () => finished };
+  };
+  const server = serveGuarded({
+    hostname: "127.0.0.1",
+    port: 0,
+    handler: () => new Response("ok"),
+    onError: () => new Response(null, { status: 500 }),
+    log: silentLogger,
+    metrics: createMetrics(),
+    serveConnection: releasing,
+  });
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+  try {
+    for (let i = 0; i < 200 && server.connections() === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(server.connections(), 1);
+    server.close();
+    await server.finished;
+    assert.equal(aborts, 1, "the connection was told to close");
+    // Any other error thrown from a listener is still reported: only this one, raised while closing, is expected.
+  } finally {
+    client.close();
+  }
 });
