@@ -53,6 +53,7 @@ import {
 } from "./engine_http.ts";
 import { adoptEngine, type EngineProcess, type ExitStatus, spawnEngine, wakeable } from "./engine_process.ts";
 import { bootId, canTrackProcesses, commandMatches, isRunning, procCmdline, procStat } from "./proc.ts";
+import { pickFreePort } from "./free_port.ts";
 
 /** Options of {@link createProcessBackend}. */
 export interface ProcessBackendOptions {
@@ -844,7 +845,8 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
 }
 
 /**
- * A free TCP port on `host`: binds port 0, reads the port, closes.
+ * A free TCP port on `host` for an engine to listen on (below the ephemeral
+ * range: see `free_port.ts`).
  *
  * @example
  * ```ts
@@ -854,10 +856,7 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
  * ```
  */
 export function freePort(host: string): Promise<number> {
-  const listener = Deno.listen({ hostname: host, port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return Promise.resolve(port);
+  return Promise.resolve(pickFreePort(host));
 }
 
 function observed(engine: Engine): ObservedEngine {

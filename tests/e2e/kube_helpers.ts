@@ -38,6 +38,7 @@ import {
 } from "../support/fake_kube.ts";
 import { createFakeVllmHandler, type FakeVllmHandler, type FakeVllmStats } from "../support/fake_vllm.ts";
 import { captureLogs, within } from "./helpers.ts";
+import { pickFreePort } from "../../lib/backend/free_port.ts";
 
 export { collectStream, delay, postChat, waitUntil, within } from "./helpers.ts";
 export type { CallRecord, FakeKube };
@@ -226,7 +227,7 @@ export const TWO_MODELS = {
 } as const;
 
 /**
- * A free loopback TCP port (bound then released).
+ * A free loopback TCP port, below the ephemeral range (no outgoing connection takes it before a fake engine listens).
  *
  * @example
  * ```ts
@@ -235,10 +236,7 @@ export const TWO_MODELS = {
  * ```
  */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+  return pickFreePort("127.0.0.1");
 }
 
 /**
@@ -734,10 +732,36 @@ export async function withKubeE2e(options: KubeE2eOptions, fn: (env: KubeE2e) =>
   try {
     await fn(env);
     failed = false;
+  } catch (error) {
+    printDiagnostics(env);
+    throw error;
   } finally {
     if (failed) await env.close().catch(() => {});
     else await env.close();
   }
+}
+
+/** On a failure: the proxy's last log lines, the pods and the GPU log, for a failure seen only in CI to be read. */
+function printDiagnostics(env: KubeE2e): void {
+  const pods = env.fake.store.listObjects("pods").map((p) => ({
+    name: p.metadata.name,
+    node: p.spec?.nodeName,
+    phase: p.status?.phase,
+    deleting: Boolean(p.metadata.deletionTimestamp),
+    conditions: (p.status?.conditions ?? []).map((c: { type: string; status: string; reason?: string }) =>
+      `${c.type}=${c.status}${c.reason ? `(${c.reason})` : ""}`
+    ),
+  }));
+  console.error(
+    [
+      "--- diagnostics of the failed kube e2e test ---",
+      ...env.logs.records().slice(-80).map((r) => JSON.stringify(r)),
+      `pods: ${JSON.stringify(pods)}`,
+      `gpu log: ${JSON.stringify(env.fake.kubelet.gpuLog.slice(-20))}`,
+      `kubelet hook errors: ${env.fake.kubelet.hookErrors.map((e) => String((e as Error)?.stack ?? e)).join("\n")}`,
+      `replicas: ${env.replicas()}`,
+    ].join("\n"),
+  );
 }
 
 /**

@@ -20,6 +20,7 @@ import { type RunningServer, startServer } from "../../lib/server.ts";
 import { type CallRecord, type FakeKube, type FakeKubeOptions, startFakeKube } from "../support/fake_kube.ts";
 import { type FakeVllm, type FakeVllmOptions, startFakeVllm } from "../support/fake_vllm.ts";
 import { captureLogs, waitUntil, within } from "../e2e/helpers.ts";
+import { pickFreePort } from "../../lib/backend/free_port.ts";
 
 /**
  * Models of every Kubernetes scenario: key → Hugging Face id.
@@ -37,7 +38,7 @@ export const KUBE_MODELS: Record<string, { modelName: string }> = {
 };
 
 /**
- * A free TCP port on 127.0.0.1 (bound then released).
+ * A free TCP port on 127.0.0.1, below the ephemeral range (see lib/backend/free_port.ts).
  *
  * @example
  * ```ts
@@ -46,10 +47,7 @@ export const KUBE_MODELS: Record<string, { modelName: string }> = {
  * ```
  */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (listener.addr as Deno.NetAddr).port;
-  listener.close();
-  return port;
+  return pickFreePort("127.0.0.1");
 }
 
 /**
