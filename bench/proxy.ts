@@ -7,6 +7,7 @@
  * @module
  */
 import { type Child, sleep, spawnLogged } from "./procs.ts";
+import { pickFreePort } from "../lib/backend/free_port.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const UPSTREAM = new URL("./upstream.ts", import.meta.url).pathname;
@@ -58,7 +59,7 @@ export interface ProxyProc {
 export type LogLine = { time: string; msg: string; [key: string]: unknown };
 
 /**
- * A free loopback TCP port.
+ * A free loopback TCP port, below the ephemeral range (see lib/backend/free_port.ts).
  *
  * @example
  * ```ts
@@ -67,10 +68,7 @@ export type LogLine = { time: string; msg: string; [key: string]: unknown };
  * ```
  */
 export function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
+  return pickFreePort("127.0.0.1");
 }
 
 /**
