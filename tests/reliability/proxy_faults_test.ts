@@ -148,13 +148,14 @@ function assertConverged(cluster: FakeCluster, model: string): void {
 }
 
 Deno.test("proxy faults: SIGKILL while the old pod terminates during a switch â†’ restarted proxy converges, one scale-up", async () => {
-  // Long enough that the restarted proxy still finds the old pod terminating (its start takes ~0.6 s).
-  const cluster = await startCluster({ fake: { timing: { terminateMs: 3000 } } });
+  const cluster = await startCluster();
   const file = await kubeConfigFile(cluster);
   try {
     const first = await spawnKubeProxy(cluster, file);
     try {
       assert.equal((await chat(first.url, "model-a")).status, 200);
+      // The old pod stays terminating until the test lets it go: the restart always lands in that window.
+      cluster.fake.faults.stuckTerminating(true);
       const cut = chat(first.url, "model-b", { timeoutMs: 15_000 }).catch((error) => error);
       await cluster.fake.until(
         () => cluster.fake.kubelet.pods().some((p) => p.metadata?.deletionTimestamp),
@@ -171,11 +172,13 @@ Deno.test("proxy faults: SIGKILL while the old pod terminates during a switch â†
     const scaleUpsBefore = cluster.scaleUps().length;
     const second = await spawnKubeProxy(cluster, file);
     try {
-      assert.ok(
-        cluster.fake.kubelet.pods().some((p) => p.metadata?.deletionTimestamp),
-        "the restarted proxy found the old pod still terminating",
-      );
-      const res = await chat(second.url, "model-b");
+      const old = cluster.fake.kubelet.pods().find((p) => p.metadata?.deletionTimestamp);
+      assert.ok(old, "the restarted proxy found the old pod still terminating");
+      const held = chat(second.url, "model-b");
+      await second.cli.waitForLine(/"msg":"waiting for the vLLM pod to be gone"/, 10_000);
+      cluster.fake.faults.stuckTerminating(false);
+      cluster.fake.store.deleteObject("pods", old.metadata!.name!, undefined, 0); // its container exits at last
+      const res = await held;
       assert.equal(res.status, 200, JSON.stringify(res.body));
       assert.equal(res.body.model, "model-b");
       assertConverged(cluster, "model-b");
