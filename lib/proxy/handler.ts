@@ -29,7 +29,7 @@ import { createEngineClient, EngineError, type EngineResponse } from "./engine_c
 import { BUFFER_LIMIT, relayResponse, upstreamHeaderList } from "./forward.ts";
 import { heartbeatResponse } from "./heartbeat.ts";
 import { type JsonScan, NOT_A_STRING, scanJsonObject, setJsonModel } from "./json_scan.ts";
-import { findMultipartModel, setMultipartModel } from "./model.ts";
+import { findMultipartModel, type MultipartModel, setMultipartModel } from "./model.ts";
 import { type BodyRefusal, createUploadGuard } from "./uploads.ts";
 import { createOwnHandlers, type OwnDeps, SCALE_ONLY_KEY } from "./own.ts";
 import type { ConnectionInfo } from "./listener.ts";
@@ -216,26 +216,23 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     const media = mediaType(contentType);
     let json: JsonScan | null = null;
     let key = SCALE_ONLY_KEY;
-    let label = SCALE_ONLY_KEY;
 
     if (switching && body) {
       let requested: unknown;
+      let multipart: MultipartModel | null = null;
       if (media === "json") {
         const scanned = scanJsonObject(body);
         if (typeof scanned === "string") return reject(ctx, 400, scanned, "invalid_json", "bad_request");
         json = scanned;
         requested = scanned.model;
+        if (requested === NOT_A_STRING) {
+          return reject(ctx, 400, "'model' must be a string", "invalid_model", "bad_request", {});
+        }
       } else if (media === "multipart") {
         const found = findMultipartModel(body, contentType);
         if (typeof found === "string") return reject(ctx, 400, found, "invalid_multipart", "bad_request");
+        multipart = found;
         requested = found.model;
-        if (requested === "" || requested === undefined) requested = undefined;
-        const model = resolveModel(ctx, requested);
-        if (model instanceof Response) return model;
-        if (!mayUse(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
-        if (requested !== model.servedModelName) body = setMultipartModel(body, found, model.servedModelName);
-        key = label = model.name;
-        return hold(req, url, ctx, key, label, body, false, identity !== null, info);
       } else {
         return reject(
           ctx,
@@ -245,14 +242,15 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           "bad_request",
         );
       }
-      if (requested === NOT_A_STRING) {
-        return reject(ctx, 400, "'model' must be a string", "invalid_model", "bad_request", {});
-      }
       const model = resolveModel(ctx, requested || undefined);
       if (model instanceof Response) return model;
       if (!mayUse(identity, [model.name, model.servedModelName])) return notAllowed(ctx, model.name);
-      if (requested !== model.servedModelName) body = setJsonModel(body, json, model.servedModelName);
-      key = label = model.name;
+      if (requested !== model.servedModelName) {
+        body = multipart
+          ? setMultipartModel(body, multipart, model.servedModelName)
+          : setJsonModel(body, json!, model.servedModelName);
+      }
+      key = model.name;
     } else if (switching) {
       // Body-less routes (GET /v1/responses/{id}): whatever the engine serves now, else the default model.
       const active = gate.status().activeModel ?? (config.defaultModel && registry.resolve(config.defaultModel)?.name);
@@ -266,28 +264,27 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
         );
       }
       if (!mayUse(identity, [active, registry.resolve(active)?.servedModelName])) return notAllowed(ctx, active);
-      key = label = active;
+      key = active;
     } else if (identity?.models && body) {
       // Scale-only mode never routes on the body, but a key limited to some models must be checked.
-      const requested = media === "multipart"
-        ? (() => {
-          const found = findMultipartModel(body, contentType);
-          return typeof found === "string" ? undefined : found.model;
-        })()
-        : (() => {
-          const scanned = scanJsonObject(body);
-          if (typeof scanned === "string") return undefined;
+      let requested: string | undefined;
+      if (media === "multipart") {
+        const found = findMultipartModel(body, contentType);
+        if (typeof found !== "string") requested = found.model;
+      } else {
+        const scanned = scanJsonObject(body);
+        if (typeof scanned !== "string") {
           json = scanned;
-          return typeof scanned.model === "string" ? scanned.model : undefined;
-        })();
+          if (typeof scanned.model === "string") requested = scanned.model;
+        }
+      }
       const model = requested === undefined ? undefined : registry.resolve(requested);
       if (!mayUse(identity, [requested, model?.name, model?.servedModelName])) {
         return notAllowed(ctx, requested ?? "(none)");
       }
     }
 
-    const stream = json ? (json as JsonScan).stream : null;
-    return hold(req, url, ctx, key, label, body, stream, identity !== null, info);
+    return hold(req, url, ctx, key, body, json ? json.stream : null, identity !== null, info);
   }
 
   function refuseBody(ctx: Ctx, refusal: BodyRefusal): Response {
@@ -316,9 +313,14 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
           headers: { connection: "close" },
         });
       case "client_closed":
-        done(ctx, 499, 0, 0, "client_closed");
-        return new Response(null, { status: 499 });
+        return clientLeft(ctx, 0);
     }
+  }
+
+  /** The client left before its answer: logged as 499 (nobody reads the response). */
+  function clientLeft(ctx: Ctx, heldMs: number): Response {
+    done(ctx, 499, 0, heldMs, "client_closed");
+    return new Response(null, { status: 499 });
   }
 
   function resolveModel(ctx: Ctx, requested: unknown): NamedModel | Response {
@@ -355,13 +357,12 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
     url: URL,
     ctx: Ctx,
     key: string,
-    label: string,
     body: Uint8Array | null,
     stream: boolean | null,
     stripAuth: boolean,
     info: ConnectionInfo | undefined,
   ): Promise<Response> {
-    ctx.model = label;
+    ctx.model = key;
     const target = url.pathname + url.search;
     const proto = url.protocol === "https:" ? "https" : "http";
     // Built once the request is granted: a held request keeps only what it came with.
@@ -386,27 +387,16 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       if (heartbeatMs > 0 && body && stream === null && !switching) stream = isStreaming(body);
       if (stream && heartbeatMs > 0) {
         return heartbeatResponse({
-          model: label === SCALE_ONLY_KEY ? "the model" : label,
+          model: key === SCALE_ONLY_KEY ? "the model" : key,
           intervalMs: heartbeatMs,
           requestId: ctx.id,
           anthropic: ctx.path === MESSAGES_PATH,
           // The response is already sent: the client leaving shows up as a cancelled body, not as req.signal.
           acquire: (signal) => gate.acquire(key, { signal }),
           connect: (granted, signal) => send(granted, signal),
+          // Rejections are counted by the scaler, under their code.
           onEnd: (status, bytesOut, heldMs, end) =>
-            done(
-              ctx,
-              status,
-              bytesOut,
-              heldMs,
-              end === "complete"
-                ? undefined
-                : end === "upstream_error"
-                ? "upstream_error"
-                : end === "client_closed"
-                ? "client_closed"
-                : undefined, // rejections are counted by the scaler, under their code
-            ),
+            done(ctx, status, bytesOut, heldMs, end === "complete" || end === "rejected" ? undefined : end),
         });
       }
       const heldFrom = performance.now();
@@ -415,13 +405,12 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       } catch (error) {
         const heldMs = Math.round(performance.now() - heldFrom);
         if (req.signal.aborted) {
-          done(ctx, 499, 0, heldMs, "client_closed");
-          return new Response(null, { status: 499 });
+          return clientLeft(ctx, heldMs);
         }
         // The scaler already counted its own rejections in rejected_requests_total{reason=<code>}.
         const counted = error instanceof Rejection;
         if (!counted) log.error("holding a request failed", { id: ctx.id, error: (error as Error)?.message });
-        const r = clientRefusal(error, label);
+        const r = clientRefusal(error, key);
         return reject(ctx, r.status, r.message, r.code, counted ? undefined : r.code, {
           retryAfter: r.retryAfter,
           heldMs,
@@ -440,8 +429,7 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
       } catch (error) {
         granted.release();
         if (req.signal.aborted) {
-          done(ctx, 499, 0, granted.heldMs, "client_closed");
-          return new Response(null, { status: 499 });
+          return clientLeft(ctx, granted.heldMs);
         }
         // The engine refused the connection (it went away between the grant and the connection: a pod that
         // died before the watch said so): the request never left, so it may wait for the scaler to notice and
@@ -458,11 +446,10 @@ export function createHandler(deps: HandlerDeps): ProxyHandler {
             granted = gate.tryAcquire(key) ?? await gate.acquire(key, { signal: req.signal });
           } catch (rejection) {
             if (req.signal.aborted) {
-              done(ctx, 499, 0, granted.heldMs, "client_closed");
-              return new Response(null, { status: 499 });
+              return clientLeft(ctx, granted.heldMs);
             }
             if (!(rejection instanceof Rejection)) throw rejection;
-            const r = clientRefusal(rejection, label);
+            const r = clientRefusal(rejection, key);
             return reject(ctx, r.status, r.message, r.code, undefined, { retryAfter: r.retryAfter });
           }
           continue;
