@@ -127,47 +127,28 @@ export function createAdminHandlers(
     }
   };
 
+  /** An operation on the model the path names: its 202 body says `accepted`, its 200 body `done`. */
+  const onModel = (
+    what: string,
+    run: (key: string, signal: AbortSignal) => Promise<void>,
+    accepted: string,
+    done: string,
+  ): OwnHandler =>
+    guarded((req, name) => {
+      const key = keyOf(name!);
+      if (key instanceof Response) return key;
+      return operation(req, what, key, (signal) => run(key, signal), { status: accepted, model: key }, {
+        status: done,
+        model: key,
+      });
+    });
+
   return {
     admin_status: guarded(() => new Response(JSON.stringify(status()), { headers: JSON_HEADERS })),
 
-    admin_load: guarded((req, name) => {
-      const key = keyOf(name!);
-      if (key instanceof Response) return key;
-      return operation(
-        req,
-        "load",
-        key,
-        (signal) => gate.load(key, { signal }),
-        { status: "loading", model: key },
-        { status: "ready", model: key },
-      );
-    }),
-
-    admin_sleep: guarded((req, name) => {
-      const key = keyOf(name!);
-      if (key instanceof Response) return key;
-      return operation(
-        req,
-        "sleep",
-        key,
-        (signal) => gate.sleep(key, { signal }),
-        { status: "sleeping", model: key },
-        { status: "asleep", model: key },
-      );
-    }),
-
-    admin_unload_model: guarded((req, name) => {
-      const key = keyOf(name!);
-      if (key instanceof Response) return key;
-      return operation(
-        req,
-        "unload",
-        key,
-        (signal) => gate.unload(key, { signal }),
-        { status: "unloading", model: key },
-        { status: "stopped", model: key },
-      );
-    }),
+    admin_load: onModel("load", (key, signal) => gate.load(key, { signal }), "loading", "ready"),
+    admin_sleep: onModel("sleep", (key, signal) => gate.sleep(key, { signal }), "sleeping", "asleep"),
+    admin_unload_model: onModel("unload", (key, signal) => gate.unload(key, { signal }), "unloading", "stopped"),
 
     admin_unload: guarded((req) =>
       operation(
