@@ -140,13 +140,18 @@ export function createLogger(options: LoggerOptions = {}, base: LogFields = {}):
     }
     write(redact(line, secrets), level);
   };
+  return loggerOf(log, (fields) => createLogger(options, { ...base, ...fields }));
+}
+
+/** A {@link Logger} whose shorthands call `log`. */
+function loggerOf(log: Logger["log"], withFields: Logger["with"]): Logger {
   return {
     log,
     debug: (msg, fields) => log("debug", msg, fields),
     info: (msg, fields) => log("info", msg, fields),
     warn: (msg, fields) => log("warn", msg, fields),
     error: (msg, fields) => log("error", msg, fields),
-    with: (fields) => createLogger(options, { ...base, ...fields }),
+    with: withFields,
   };
 }
 
@@ -200,17 +205,10 @@ export function tapLogger(logger: Logger, sink: LogSink, secrets: string[] = [],
   const log = (level: LogLevel, msg: string, fields: LogFields = {}) => {
     logger.log(level, msg, fields);
     if (LEVELS[level] < LEVELS.info || !sink.accepts(level)) return;
-    const time = new Date().toISOString();
+    const time = isoNow();
     sink.write(redact(safeJson(ownKeys({ time, level, msg, ...base, ...fields }, level, msg, time)), forms), level);
   };
-  return {
-    log,
-    debug: (msg, fields) => log("debug", msg, fields),
-    info: (msg, fields) => log("info", msg, fields),
-    warn: (msg, fields) => log("warn", msg, fields),
-    error: (msg, fields) => log("error", msg, fields),
-    with: (fields) => tapLogger(logger.with(fields), sink, secrets, { ...base, ...fields }),
-  };
+  return loggerOf(log, (fields) => tapLogger(logger.with(fields), sink, secrets, { ...base, ...fields }));
 }
 
 /** The secrets worth masking, as written and as they appear inside a JSON string (quotes, backslashes escaped). */
