@@ -41,7 +41,7 @@ const RESPONSE_HOP_BY_HOP = new Set([
 ]);
 
 /**
- * What {@link upstreamHeaders} needs besides the request.
+ * What {@link upstreamHeaderList} needs besides the request.
  *
  * @example
  * ```ts
@@ -61,26 +61,11 @@ export interface UpstreamHeaderOptions {
 }
 
 /**
- * The headers sent upstream: the client's minus hop-by-hop ones (and those
- * its `Connection` header names), plus `x-request-id`, `x-forwarded-for`,
- * `x-forwarded-proto`. `accept-encoding` is set to identity so bytes are
- * relayed exactly as the engine wrote them.
- *
- * @example
- * ```ts
- * import { upstreamHeaders } from "./forward.ts";
- * const req = new Request("http://proxy/v1/completions", { headers: { connection: "close", "x-a": "1" } });
- * const h = upstreamHeaders(req.headers, { requestId: "r1", proto: "http", stripAuth: false });
- * [h.get("x-a"), h.get("connection"), h.get("x-request-id")]; // ["1", null, "r1"]
- * ```
- */
-export function upstreamHeaders(incoming: Headers, options: UpstreamHeaderOptions): Headers {
-  return new Headers(upstreamHeaderList(incoming, options));
-}
-
-/**
- * The same headers as {@link upstreamHeaders}, as a list of `[name, value]`
- * pairs: what the proxy gives the engine client.
+ * The headers sent upstream, as a list of `[name, value]` pairs (what the
+ * proxy gives the engine client): the client's minus hop-by-hop ones (and
+ * those its `Connection` header names), plus `x-request-id`,
+ * `x-forwarded-for`, `x-forwarded-proto`. `accept-encoding` is set to
+ * identity so bytes are relayed exactly as the engine wrote them.
  *
  * @example
  * ```ts
