@@ -12,6 +12,7 @@ import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
 import type { IService } from "kubernetes-models/v1/Service";
 import type { ChillConfig, NamedModel, Target } from "../config/schema.ts";
+import { namedModel } from "../models/registry.ts";
 import { ACTIVE_MODEL_ANNOTATION, labelsFor, MODEL_LABEL, VLLM_SELECTOR } from "./labels.ts";
 import {
   BASE_POD_SHAPE_ANNOTATION,
@@ -216,6 +217,6 @@ export function renderModelResources(
  */
 export function renderPerModelResources(config: Readonly<ChillConfig>): (IConfigMap | IService | IDeployment)[] {
   return Object.entries(config.models).flatMap(([name, spec]) =>
-    renderModelResources(config, { ...spec, name, servedModelName: spec.servedModelName ?? name, source: "config" })
+    renderModelResources(config, namedModel(name, spec, "config"))
   );
 }

@@ -18,6 +18,7 @@ import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
 import type { IService } from "kubernetes-models/v1/Service";
 import { type ChillConfig, maySleep, type NamedModel } from "../config/schema.ts";
+import { namedModel } from "../models/registry.ts";
 import { engineConfigYaml, findVllmFlag } from "../models/vllm_args.ts";
 import { ACTIVE_MODEL_ANNOTATION, labelsFor, VLLM_SELECTOR } from "./labels.ts";
 import {
@@ -49,8 +50,7 @@ export function initialModel(config: Readonly<ChillConfig>): NamedModel | null {
   const keys = Object.keys(config.models);
   const key = config.defaultModel && config.defaultModel in config.models ? config.defaultModel : keys[0];
   if (key === undefined) return null;
-  const spec = config.models[key];
-  return { ...spec, name: key, servedModelName: spec.servedModelName ?? key, source: "config" };
+  return namedModel(key, config.models[key], "config");
 }
 
 /**

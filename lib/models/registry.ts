@@ -25,7 +25,7 @@ export class ModelRegistry {
 
   /** Creates a registry from the config's `models`. */
   constructor(configModels: Readonly<Record<string, ModelSpec>> = {}) {
-    for (const [name, spec] of Object.entries(configModels)) this.#config.set(name, named(name, spec, "config"));
+    for (const [name, spec] of Object.entries(configModels)) this.#config.set(name, namedModel(name, spec, "config"));
     this.#reindex();
   }
 
@@ -48,7 +48,7 @@ export class ModelRegistry {
 
   /** Adds or replaces a model declared by a VLLMModel object. */
   setCrdModel(name: string, spec: ModelSpec): void {
-    this.#crd.set(name, named(name, spec, "crd"));
+    this.#crd.set(name, namedModel(name, spec, "crd"));
     this.#reindex();
   }
 
@@ -59,7 +59,9 @@ export class ModelRegistry {
 
   /** Replaces every resource-declared model at once (after a list). */
   replaceCrdModels(models: ReadonlyMap<string, ModelSpec>): void {
-    this.#crd = new Map([...models].sort(([a], [b]) => a.localeCompare(b)).map(([n, s]) => [n, named(n, s, "crd")]));
+    this.#crd = new Map(
+      [...models].sort(([a], [b]) => a.localeCompare(b)).map(([n, s]) => [n, namedModel(n, s, "crd")]),
+    );
     this.#reindex();
   }
 
@@ -78,6 +80,15 @@ export class ModelRegistry {
   }
 }
 
-function named(name: string, spec: ModelSpec, source: NamedModel["source"]): NamedModel {
+/**
+ * Model `name` as the rest of the proxy sees it: its spec, its key, its served name (the key unless set).
+ *
+ * @example
+ * ```ts
+ * import { namedModel } from "./registry.ts";
+ * namedModel("qwen3-8b", { modelName: "Qwen/Qwen3-8B" }, "config").servedModelName; // "qwen3-8b"
+ * ```
+ */
+export function namedModel(name: string, spec: ModelSpec, source: NamedModel["source"]): NamedModel {
   return { ...spec, name, servedModelName: spec.servedModelName ?? name, source };
 }
