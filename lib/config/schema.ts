@@ -128,8 +128,8 @@ function knownValues(values: readonly string[]): string {
 }
 
 /** The description of a field checked against the pinned release's names; `exempt` says when it is not checked. */
-function checkedDescription(flag: string, field: (typeof CHECKED_VALUES)[number]["field"], exempt = ""): string {
-  const values = CHECKED_VALUES.find((c) => c.field === field)!.values;
+function checkedDescription(field: (typeof CHECKED_VALUES)[number]["field"], exempt = ""): string {
+  const { flag, values } = CHECKED_VALUES.find((c) => c.field === field)!;
   return `\`--${flag}\`; vLLM ${PINNED_VLLM_VERSION} knows ${values.join(", ")} ` +
     `(${exempt}others are refused unless allowUnknownVllmValues is true).`;
 }
@@ -157,7 +157,7 @@ const ModelSpecFields = z
         "(awq, gptq, fp8, compressed-tensors, bitsandbytes, gguf, …; see lib/models/vllm_release.ts), others are " +
         "refused unless allowUnknownVllmValues is true.",
     ),
-    kvCacheDtype: z.string().min(1).optional().describe(checkedDescription("kv-cache-dtype", "kvCacheDtype")),
+    kvCacheDtype: z.string().min(1).optional().describe(checkedDescription("kvCacheDtype")),
     enableChunkedPrefill: z.boolean().optional().describe(
       "true: `--enable-chunked-prefill`; false: `--no-enable-chunked-prefill`, which vLLM v0.11.0 honours only " +
         "for pooling models (it always chunks prefills of generative models); absent: vLLM's default.",
@@ -177,9 +177,9 @@ const ModelSpecFields = z
         "vLLM's default (false).",
     ),
     toolCallParser: z.string().min(1).optional().describe(
-      checkedDescription("tool-call-parser", "toolCallParser", "not checked when extraArgs has --tool-parser-plugin; "),
+      checkedDescription("toolCallParser", "not checked when extraArgs has --tool-parser-plugin; "),
     ),
-    reasoningParser: z.string().min(1).optional().describe(checkedDescription("reasoning-parser", "reasoningParser")),
+    reasoningParser: z.string().min(1).optional().describe(checkedDescription("reasoningParser")),
     chatTemplate: z.string().min(1).optional().describe("`--chat-template` (path or inline template)."),
     trustRemoteCode: z.boolean().optional().describe(
       "true: `--trust-remote-code`; false: `--no-trust-remote-code`; absent: vLLM's default (false).",
@@ -229,13 +229,6 @@ export const ModelSpecSchema = ModelSpecFields
   .superRefine((spec, ctx) => checkVllmValues(spec, ctx))
   .describe("One model vLLM can serve.");
 
-const FLAG_OF: Record<(typeof CHECKED_VALUES)[number]["field"], string> = {
-  reasoningParser: "reasoning-parser",
-  toolCallParser: "tool-call-parser",
-  kvCacheDtype: "kv-cache-dtype",
-  quantization: "quantization",
-};
-
 /**
  * Refuses what makes the pinned vLLM exit at start, so that a switch never
  * lands on a crash-looping engine: `--enable-auto-tool-choice` without
@@ -264,9 +257,9 @@ function checkVllmValues(spec: z.output<typeof ModelSpecFields>, ctx: z.Refineme
   }
   if (spec.allowUnknownVllmValues === true) return;
   const pluginParsers = findVllmFlag(extra, "tool-parser-plugin") !== undefined;
-  for (const { field, what, values } of CHECKED_VALUES) {
+  for (const { field, flag, what, values } of CHECKED_VALUES) {
     if (field === "toolCallParser" && pluginParsers) continue;
-    const found = effective(FLAG_OF[field], field);
+    const found = effective(flag, field);
     if (found === undefined || values.includes(found.value as string)) continue;
     ctx.addIssue({
       code: "custom",
@@ -274,7 +267,7 @@ function checkVllmValues(spec: z.output<typeof ModelSpecFields>, ctx: z.Refineme
       message: typeof found.value === "string"
         ? `${JSON.stringify(found.value)} is not a ${what} of vLLM ${PINNED_VLLM_VERSION}: must be one of ` +
           `${knownValues(values)} (for a newer vllm image or a plugin, set allowUnknownVllmValues: true)`
-        : `--${FLAG_OF[field]} needs a value`,
+        : `--${flag} needs a value`,
     });
   }
 }

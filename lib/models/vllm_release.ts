@@ -167,6 +167,8 @@ export const MODEL_DTYPES = ["auto", "half", "float16", "bfloat16", "float", "fl
 export interface CheckedValues {
   /** The ModelSpec field. */
   field: "reasoningParser" | "toolCallParser" | "kvCacheDtype" | "quantization";
+  /** vLLM's flag for it, without the dashes ("reasoning-parser"). */
+  flag: string;
   /** What the value names, for messages ("reasoning parser"). */
   what: string;
   /** The names the pinned release accepts. */
@@ -183,8 +185,8 @@ export interface CheckedValues {
  * ```
  */
 export const CHECKED_VALUES: readonly CheckedValues[] = [
-  { field: "reasoningParser", what: "reasoning parser", values: REASONING_PARSERS },
-  { field: "toolCallParser", what: "tool call parser", values: TOOL_CALL_PARSERS },
-  { field: "kvCacheDtype", what: "KV cache dtype", values: KV_CACHE_DTYPES },
-  { field: "quantization", what: "quantization method", values: QUANTIZATION_METHODS },
+  { field: "reasoningParser", flag: "reasoning-parser", what: "reasoning parser", values: REASONING_PARSERS },
+  { field: "toolCallParser", flag: "tool-call-parser", what: "tool call parser", values: TOOL_CALL_PARSERS },
+  { field: "kvCacheDtype", flag: "kv-cache-dtype", what: "KV cache dtype", values: KV_CACHE_DTYPES },
+  { field: "quantization", flag: "quantization", what: "quantization method", values: QUANTIZATION_METHODS },
 ];
