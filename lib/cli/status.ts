@@ -10,6 +10,7 @@ import { ConfigError } from "../config/define.ts";
 import { ConfigLoadError, loadConfig } from "../config/load.ts";
 import { parseDuration } from "../config/units.ts";
 import type { ModelState } from "../kube/per_model.ts";
+import type { PodState } from "../kube/pods.ts";
 import type { KubeState } from "../kube/state.ts";
 import type { ScalerStatus } from "../scaler/types.ts";
 
@@ -262,12 +263,7 @@ export function formatModelsStatus(models: readonly ModelState[], namespace: str
       `engine        ${model.phase}${model.reason ? ` (${model.reason})` : ""}`,
       `sleep         ${sleep}`,
     );
-    for (const pod of model.pods) {
-      lines.push(
-        `pod           ${pod.name} ${pod.phase}${pod.reason ? ` (${pod.reason})` : ""}` +
-          (pod.restarts ? ` restarts=${pod.restarts}` : ""),
-      );
-    }
+    lines.push(...model.pods.map(podLine));
   }
   return lines.join("\n");
 }
@@ -295,11 +291,11 @@ export function formatClusterStatus(state: KubeState & { sleepLevel?: 1 | 2 | nu
   if (state.phase === "ready") {
     lines.push(`sleep         ${state.sleepLevel ? `asleep (level ${state.sleepLevel})` : "awake"}`);
   }
-  for (const pod of state.pods) {
-    lines.push(
-      `pod           ${pod.name} ${pod.phase}${pod.reason ? ` (${pod.reason})` : ""}` +
-        (pod.restarts ? ` restarts=${pod.restarts}` : ""),
-    );
-  }
+  lines.push(...state.pods.map(podLine));
   return lines.join("\n");
+}
+
+function podLine(pod: PodState): string {
+  return `pod           ${pod.name} ${pod.phase}${pod.reason ? ` (${pod.reason})` : ""}` +
+    (pod.restarts ? ` restarts=${pod.restarts}` : "");
 }
