@@ -78,10 +78,11 @@ export function secretsOf(config: Readonly<ChillConfig>): string[] {
  * ```
  */
 export async function startServer(config: Readonly<ChillConfig>, options: ServerOptions = {}): Promise<RunningServer> {
-  const baseLog = options.log ?? createLogger({ format: config.logFormat, secrets: secretsOf(config) });
+  const secrets = secretsOf(config);
+  const baseLog = options.log ?? createLogger({ format: config.logFormat, secrets });
   const dashboard = new Dashboard({ adminToken: config.adminToken, log: baseLog, tuning: options.dashboard });
   // Every line also goes to the open dashboards' log tail (built only while one is open).
-  const log = tapLogger(baseLog, dashboard.logSink, secretsOf(config));
+  const log = tapLogger(baseLog, dashboard.logSink, secrets);
   const metrics = createMetrics();
   const registry = new ModelRegistry(config.models);
   const closer = new AbortController();
@@ -231,7 +232,7 @@ function startKubernetesSide(
   }
   (async () => {
     // Wait (bounded) for the first VLLMModel list so "the first model" includes them.
-    await Promise.race([watch.synced, delay(5_000, signal)]);
+    await Promise.race([watch.synced, delay(MODELS_LIST_WAIT_MS, signal)]);
     let retryInMs = 500;
     while (!signal.aborted) {
       try {
@@ -254,7 +255,7 @@ function startKubernetesSide(
   return watch.synced;
 }
 
-/** Longest the engines wait for the first VLLMModel list before they are read back. */
+/** Longest the engines, and the first ensure of the vLLM objects, wait for the first VLLMModel list. */
 const MODELS_LIST_WAIT_MS = 5_000;
 
 /** Longest one ensure of a model's objects may take. */
@@ -332,5 +333,5 @@ function keepModelObjects(
     clearTimeout(retry);
   }, { once: true });
   // Wait (bounded) for the first VLLMModel list so that its models are ensured in the first pass.
-  void Promise.race([synced, delay(5_000, signal)]).then(() => pass());
+  void Promise.race([synced, delay(MODELS_LIST_WAIT_MS, signal)]).then(() => pass());
 }
