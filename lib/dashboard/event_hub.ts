@@ -133,7 +133,6 @@ export class EventHub implements LogSink {
   #refresh: ReturnType<typeof setInterval> | undefined;
   #unsubscribe: (() => void) | null = null;
   #closed = false;
-  #sent = 0;
 
   /** Creates the hub; nothing runs until a client connects. */
   constructor(options: EventHubOptions) {
@@ -146,11 +145,6 @@ export class EventHub implements LogSink {
   /** Open streams. */
   get clients(): number {
     return this.#clients.size;
-  }
-
-  /** Events queued so far (heartbeats excluded), counted once per client (benchmarks). */
-  get eventsSent(): number {
-    return this.#sent;
   }
 
   /** True while a dashboard is open. */
@@ -220,7 +214,7 @@ export class EventHub implements LogSink {
       this.#dirty = true;
       this.#wake();
     });
-    this.#heartbeat = setInterval(() => this.#broadcast(HEARTBEAT, false, 0), this.#tuning.heartbeatMs);
+    this.#heartbeat = setInterval(() => this.#broadcast(HEARTBEAT, false), this.#tuning.heartbeatMs);
     this.#refresh = setInterval(() => {
       this.#dirty = true;
       this.#wake();
@@ -247,7 +241,7 @@ export class EventHub implements LogSink {
   }
 
   /** Queues `chunk` for `client`, or drops the client when that would overflow its buffer. */
-  #send(client: Client, chunk: Uint8Array, events: number): void {
+  #send(client: Client, chunk: Uint8Array): void {
     const queued = this.#queued(client);
     if (queued > 0 && queued + chunk.byteLength > this.#tuning.maxBufferedBytes) {
       this.#remove(client);
@@ -259,14 +253,13 @@ export class EventHub implements LogSink {
     }
     try {
       client.controller.enqueue(chunk);
-      this.#sent += events;
     } catch {
       this.#remove(client);
     }
   }
 
-  #broadcast(chunk: Uint8Array, fresh: boolean, events = 1): void {
-    for (const client of [...this.#clients]) if (client.fresh === fresh) this.#send(client, chunk, events);
+  #broadcast(chunk: Uint8Array, fresh: boolean): void {
+    for (const client of [...this.#clients]) if (client.fresh === fresh) this.#send(client, chunk);
   }
 
   // ---- flushing ----
@@ -308,13 +301,13 @@ export class EventHub implements LogSink {
       if (changed !== null) frames.push(frame("snapshot", changed));
       if (this.#skipped > 0) frames.push(frame("skipped", JSON.stringify({ lines: this.#skipped })));
       for (const line of this.#pending) frames.push(frame("log", line));
-      if (frames.length) this.#broadcast(encoder.encode(frames.join("")), false, frames.length);
+      if (frames.length) this.#broadcast(encoder.encode(frames.join("")), false);
       this.#pending = [];
       this.#skipped = 0;
       if (this.#current !== null && [...this.#clients].some((c) => c.fresh)) {
         const first = [`retry: ${this.#tuning.retryMs}\n\n`, ...this.#backlog.map((line) => frame("log", line))];
         first.push(frame("snapshot", this.#current));
-        this.#broadcast(encoder.encode(first.join("")), true, first.length - 1);
+        this.#broadcast(encoder.encode(first.join("")), true);
         for (const client of this.#clients) client.fresh = false;
       }
     } finally {
