@@ -12,6 +12,11 @@ import type { Backend, EngineLaunch } from "../../lib/backend/types.ts";
 import { parseConfig } from "../../lib/config/define.ts";
 import type { ChillConfig, ChillConfigInput, ModelSpecInput, NamedModel } from "../../lib/config/schema.ts";
 import { createLogger } from "../../lib/log.ts";
+import { liveProcesses } from "../support/processes.ts";
+import { waitUntil } from "../support/wait.ts";
+
+export { liveProcesses, newMarker } from "../support/processes.ts";
+export { waitUntil, within } from "../support/wait.ts";
 
 /**
  * The deno binary running the tests (engines are started with it).
@@ -98,19 +103,6 @@ export function sleepEngineCommand(marker: string, journal: string, ...extra: st
     ...extra,
     "{args}",
   ];
-}
-
-/**
- * A fresh marker that tags every engine one test starts.
- *
- * @example
- * ```ts
- * import { newMarker } from "./process_helpers.ts";
- * newMarker().startsWith("marker-"); // true
- * ```
- */
-export function newMarker(): string {
-  return `marker-${crypto.randomUUID()}`;
 }
 
 /** A backend under test with its config, captured log lines and launches. */
@@ -255,30 +247,6 @@ export async function phases(backend: Backend): Promise<Record<string, string>> 
 }
 
 /**
- * Live (non-zombie) processes, read from /proc: pid, process group, command line.
- *
- * @example
- * ```ts
- * import { liveProcesses } from "./process_helpers.ts";
- * liveProcesses().some((p) => p.pid === Deno.pid); // true
- * ```
- */
-export function liveProcesses(): { pid: number; pgid: number; cmdline: string }[] {
-  const found: { pid: number; pgid: number; cmdline: string }[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`).replaceAll("\0", " ").trim();
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      // After "(comm) ": state ppid pgrp …
-      const [state, _ppid, pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (state !== "Z" && state !== "X") found.push({ pid: Number(entry.name), pgid: Number(pgrp), cmdline });
-    } catch { /* gone meanwhile */ }
-  }
-  return found;
-}
-
-/**
  * Live processes whose command line contains `marker`.
  *
  * @example
@@ -333,48 +301,6 @@ export async function assertNoOrphans(marker: string, timeoutMs = 3000): Promise
     }
   }
   assert.deepEqual(left.map((p) => p.cmdline), [], "engine processes survived");
-}
-
-/**
- * Polls `check` (bounded in count and time) until it returns a value other than null/undefined/false.
- *
- * @example
- * ```ts
- * import { waitUntil } from "./process_helpers.ts";
- * await waitUntil(() => true, 1000, "nothing"); // true
- * ```
- */
-export async function waitUntil<T>(
-  check: () => T | null | undefined | false | Promise<T | null | undefined | false>,
-  timeoutMs: number,
-  what: string,
-  intervalMs = 25,
-): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000; i++) {
-    const value = await check();
-    if (value !== null && value !== undefined && value !== false) return value;
-    if (Date.now() > until) break;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-/**
- * Rejects when `promise` does not settle within `ms`.
- *
- * @example
- * ```ts
- * import { within } from "./process_helpers.ts";
- * await within(Promise.resolve(1), 100, "one"); // 1
- * ```
- */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -14,6 +14,11 @@ import type { ChillConfigInput, ModelSpecInput } from "../../lib/config/schema.t
 import { createLogger, type Logger } from "../../lib/log.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../../lib/server.ts";
 import type { LifecycleState } from "../../lib/scaler/types.ts";
+import { liveProcesses, newMarker } from "../support/processes.ts";
+import { delay, waitUntil, within } from "../support/wait.ts";
+
+export { newMarker } from "../support/processes.ts";
+export { delay, waitUntil, within } from "../support/wait.ts";
 
 /**
  * Absolute path of the fake vLLM CLI.
@@ -128,19 +133,6 @@ export function fakeEngineCommand(marker: string, options: FakeEngineOptions = {
 }
 
 /**
- * A fresh marker that tags every engine one test starts.
- *
- * @example
- * ```ts
- * import { newMarker } from "./helpers.ts";
- * newMarker().startsWith("marker-"); // true
- * ```
- */
-export function newMarker(): string {
-  return `marker-${crypto.randomUUID()}`;
-}
-
-/**
  * A process seen by `ps`.
  *
  * @example
@@ -182,32 +174,6 @@ export async function processesWith(marker: string): Promise<ProcInfo[]> {
 }
 
 /**
- * Live (non-zombie) processes whose command line contains `marker`, with their process group, read
- * synchronously from /proc.
- *
- * @example
- * ```ts
- * import { liveProcessesSync } from "./helpers.ts";
- * liveProcessesSync("marker-none").length; // 0
- * ```
- */
-export function liveProcessesSync(marker: string): { pid: number; pgid: number }[] {
-  const found: { pid: number; pgid: number }[] = [];
-  for (const entry of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(entry.name)) continue;
-    try {
-      const cmdline = Deno.readTextFileSync(`/proc/${entry.name}/cmdline`);
-      if (!cmdline.includes(marker)) continue;
-      const stat = Deno.readTextFileSync(`/proc/${entry.name}/stat`);
-      // After "(comm) ": state ppid pgrp …
-      const [state, _ppid, pgrp] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (state !== "Z" && state !== "X") found.push({ pid: Number(entry.name), pgid: Number(pgrp) });
-    } catch { /* gone meanwhile */ }
-  }
-  return found;
-}
-
-/**
  * Waits (bounded) until no process carrying `marker` is alive; fails the test otherwise.
  *
  * @example
@@ -225,61 +191,6 @@ export async function assertNoEngines(marker: string, timeoutMs = 3000): Promise
     await delay(50);
   }
   assert.deepEqual(left, [], `engine processes survived: ${JSON.stringify(left)}`);
-}
-
-/**
- * Polls `check` (bounded in count and time) until it returns a truthy value.
- *
- * @example
- * ```ts ignore
- * import { waitUntil } from "./helpers.ts";
- * await waitUntil(() => true, 1000, "nothing");
- * ```
- */
-export async function waitUntil<T>(
-  check: () => T | Promise<T>,
-  timeoutMs: number,
-  what: string,
-  intervalMs = 25,
-): Promise<NonNullable<T>> {
-  const until = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000; i++) {
-    const value = await check();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > until) break;
-    await delay(intervalMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
-
-/**
- * Rejects when `promise` does not settle within `ms`.
- *
- * @example
- * ```ts
- * import { within } from "./helpers.ts";
- * await within(Promise.resolve(1), 100, "one"); // 1
- * ```
- */
-export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/**
- * Resolves after `ms`.
- *
- * @example
- * ```ts
- * import { delay } from "./helpers.ts";
- * await delay(1);
- * ```
- */
-export function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /**
@@ -405,7 +316,7 @@ export async function startProxy(
     const record = JSON.parse(line) as { msg: string; pid?: number; model?: string };
     if (record.msg !== "engine started") return;
     // The new engine runs in its own process group (pgid = its pid): anything else is another engine.
-    const others = liveProcessesSync(marker).filter((p) => p.pgid !== record.pid).map((p) => p.pid);
+    const others = liveProcesses().filter((p) => p.cmdline.includes(marker) && p.pgid !== record.pid).map((p) => p.pid);
     if (others.length) overlaps.push(`engine ${record.model} (pid ${record.pid}) started while ${others} still ran`);
   });
   const server = await startServer(config, {
