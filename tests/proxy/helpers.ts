@@ -15,6 +15,7 @@ import { serveGuarded } from "../../lib/proxy/listener.ts";
 import { FakeGate } from "./fake_gate.ts";
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** One request as the upstream received it. */
 export interface Recorded {
@@ -227,3 +228,34 @@ export const MODELS = {
   qwen: { modelName: "Qwen/Qwen3-8B", servedModelName: "qwen3-8b" },
   llama: { modelName: "meta/llama" },
 };
+
+/**
+ * Reads a raw socket until EOF or `limitMs`, whichever comes first; then resolves with the text received and
+ * whether the other side closed (a reset counts as a close; the limit closes the socket and reports it open).
+ *
+ * @example
+ * ```ts ignore
+ * import { readToEnd } from "./helpers.ts";
+ * const { text, closed } = await readToEnd(await Deno.connect({ hostname: "127.0.0.1", port }), 5000);
+ * ```
+ */
+export async function readToEnd(conn: Deno.Conn, limitMs: number): Promise<{ text: string; closed: boolean }> {
+  const buf = new Uint8Array(4096);
+  let text = "";
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    conn.close();
+  }, limitMs);
+  try {
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) return { text, closed: true };
+      text += decoder.decode(buf.subarray(0, n));
+    }
+  } catch {
+    return { text, closed: !timedOut }; // a reset is a close by the proxy too
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -10,9 +10,10 @@ import { createMetrics, type Metrics } from "../../lib/metrics.ts";
 import { silentLogger } from "../../lib/log.ts";
 import { connectionLimitFor, type GuardedServer, serveGuarded } from "../../lib/proxy/listener.ts";
 import type { ConnectionLimits, ServeConnection } from "../../lib/proxy/listener.ts";
+import { waitUntil } from "../support/wait.ts";
+import { readToEnd } from "./helpers.ts";
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 function start(
   limits: Partial<ConnectionLimits>,
@@ -31,36 +32,6 @@ function start(
   return { server, metrics, url: `http://127.0.0.1:${server.addr.port}`, port: server.addr.port };
 }
 
-/** Reads until EOF or `limitMs` (then resolves with what came, and "open"). */
-async function readToEnd(conn: Deno.Conn, limitMs: number): Promise<{ text: string; closed: boolean }> {
-  const buf = new Uint8Array(4096);
-  let text = "";
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    conn.close();
-  }, limitMs);
-  try {
-    for (;;) {
-      const n = await conn.read(buf);
-      if (n === null) return { text, closed: true };
-      text += decoder.decode(buf.subarray(0, n));
-    }
-  } catch {
-    return { text, closed: !timedOut }; // a reset is a close by the proxy too
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function until(check: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 Deno.test("listener: connections that trickle a head or send nothing are closed at the header timeout and counted", async () => {
   const { server, metrics, url, port } = start({ headerTimeoutMs: 300, idleTimeoutMs: 60_000 });
   const tricklers: Deno.Conn[] = [];
@@ -73,7 +44,7 @@ Deno.test("listener: connections that trickle a head or send nothing are closed 
       await conn.write(encoder.encode("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: "));
       timers.push(setInterval(() => conn.write(encoder.encode("a")).catch(() => {}), 50));
     }
-    await until(() => server.connections() === 40, 5000, "40 open connections");
+    await waitUntil(() => server.connections() === 40, 5000, "40 open connections");
     // A normal client is served meanwhile.
     const res = await fetch(`${url}/healthz`);
     assert.equal(await res.text(), "ok");
@@ -81,7 +52,7 @@ Deno.test("listener: connections that trickle a head or send nothing are closed 
     assert.ok(ends.every((end) => end.closed), "every slow connection was closed by the proxy");
     assert.ok(ends.every((end) => end.text === ""), "without an answer");
     assert.equal(metrics.slowClientsTotal.get({ phase: "headers" }), 40);
-    await until(() => server.connections() <= 1, 5000, "the slow connections to be gone");
+    await waitUntil(() => server.connections() <= 1, 5000, "the slow connections to be gone");
   } finally {
     for (const timer of timers) clearInterval(timer);
     for (const conn of tricklers) {
@@ -130,7 +101,7 @@ Deno.test("listener: beyond maxConnections new connections get 503 + Retry-After
   const held: Deno.Conn[] = [];
   try {
     for (let i = 0; i < 5; i++) held.push(await Deno.connect({ hostname: "127.0.0.1", port }));
-    await until(() => server.connections() === 5, 5000, "5 open connections");
+    await waitUntil(() => server.connections() === 5, 5000, "5 open connections");
     const extra = await Deno.connect({ hostname: "127.0.0.1", port });
     await extra.write(encoder.encode("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
     const shed = await readToEnd(extra, 5000);
@@ -139,7 +110,7 @@ Deno.test("listener: beyond maxConnections new connections get 503 + Retry-After
     assert.match(shed.text, /"code":"proxy_overloaded"/);
     assert.equal(metrics.connectionsShedTotal.get({ reason: "max_connections" }), 1);
     for (const conn of held.splice(0)) conn.close();
-    await until(() => server.connections() === 0, 5000, "the held connections to close");
+    await waitUntil(() => server.connections() === 0, 5000, "the held connections to close");
     const res = await fetch(`${url}/healthz`);
     assert.equal(await res.text(), "ok");
   } finally {

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { createUploadGuard } from "../../lib/proxy/uploads.ts";
-import { MODELS, startProxy } from "./helpers.ts";
+import { MODELS, readToEnd, startProxy } from "./helpers.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -82,34 +82,13 @@ async function rawUpload(url: string, declared: number, first: string, extra = "
   return conn;
 }
 
-async function readAll(conn: Deno.Conn, limitMs: number): Promise<{ text: string; closed: boolean }> {
-  const buf = new Uint8Array(4096);
-  let text = "";
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    conn.close();
-  }, limitMs);
-  try {
-    for (;;) {
-      const n = await conn.read(buf);
-      if (n === null) return { text, closed: true };
-      text += dec.decode(buf.subarray(0, n));
-    }
-  } catch {
-    return { text, closed: !timedOut }; // a reset is a close by the proxy too
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 Deno.test("uploads over HTTP: a stalled body gets 408 and its connection closed, counted as a slow client", async () => {
   const p = await startProxy({ enableModelSwitch: true, models: MODELS }, { bodyStallMs: 150 });
   try {
     p.gate.warm.add("qwen");
     const url = p.serve();
     const conn = await rawUpload(url, 100_000, '{"model":"qwen3-8b","messages":[');
-    const answer = await readAll(conn, 10_000);
+    const answer = await readToEnd(conn, 10_000);
     assert.match(answer.text, /^HTTP\/1\.1 408 /);
     assert.match(answer.text, /"code":"request_timeout"/);
     assert.ok(answer.closed, "the proxy closed the connection");
@@ -170,7 +149,7 @@ Deno.test("uploads over HTTP: beyond maxUploadingBytes new uploads get 503 + Ret
     }
     assert.equal(p.metrics.rejectedRequestsTotal.get({ reason: "upload_budget" }), 1);
     await slow.write(enc.encode(body.slice(100)));
-    const answer = await readAll(slow, 10_000);
+    const answer = await readToEnd(slow, 10_000);
     assert.match(answer.text, /^HTTP\/1\.1 200 /, "the slow upload itself completes");
     const after = await fetch(`${url}/v1/chat/completions`, {
       method: "POST",
