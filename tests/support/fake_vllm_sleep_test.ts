@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { type FakeVllm, type FakeVllmOptions, FakeVllmStartupError, startFakeVllm } from "./fake_vllm.ts";
+import { spawnFakeVllmCli, stopFakeVllmCli } from "./fake_vllm_cli.ts";
 import { startupCheckMessage } from "./fake_vllm_sleep.ts";
 import { assertNeverOversubscribed, createLedger, heldShares, readLedger } from "./gpu_ledger.ts";
 
-const FAKE_VLLM = new URL("./fake_vllm.ts", import.meta.url).pathname;
 const DEV_ROUTES = [
   ["POST", "/sleep"],
   ["POST", "/wake_up"],
@@ -467,64 +467,15 @@ Deno.test("fake vLLM GPU ledger: sleepFreesNothing — /sleep 200, memory kept (
 
 // ---- child processes -------------------------------------------------------------------------------------------
 
-interface Engine {
-  child: Deno.ChildProcess;
-  url: string;
-  finish(): Promise<{ code: number; stdout: string; stderr: string }>;
-}
-
-async function spawnEngine(args: string[], env: Record<string, string> = {}): Promise<Engine> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", FAKE_VLLM, "--port", "0", ...args],
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  const stderr = (async () => {
-    let err = "";
-    for await (const chunk of child.stderr.pipeThrough(new TextDecoderStream())) err += chunk;
-    return err;
-  })();
-  let out = "";
-  let url = "";
-  const deadline = Date.now() + 15_000;
-  while (!url && Date.now() < deadline) {
-    const { value, done } = await lines.read();
-    if (done) break;
-    out += value;
-    url = /listening on (http:\/\/\S+)/.exec(out)?.[1] ?? "";
-  }
-  const rest = (async () => {
-    while (true) {
-      const { value, done } = await lines.read();
-      if (done) return out;
-      out += value;
-    }
-  })();
-  return {
-    child,
-    url,
-    finish: async () => ({ code: (await child.status).code, stdout: await rest, stderr: await stderr }),
-  };
-}
-
-async function stopEngine(engine: Engine): Promise<void> {
-  try {
-    engine.child.kill("SIGKILL");
-  } catch { /* exited */ }
-  await engine.finish();
-}
-
 Deno.test("fake vLLM CLI sleep: two engines at 0.6 on GPU 0 — vLLM's startup failure, room by sleep, a failed wake", async () => {
   const ledger = tempLedger();
   const env = { VLLM_SERVER_DEV_MODE: "1", FAKE_GPU_LEDGER: ledger, CUDA_VISIBLE_DEVICES: "0" };
   const flags = ["--enable-sleep-mode", "--gpu-memory-utilization", "0.6", "--sleep-ms", "20", "--wake-ms", "20"];
-  const a = await spawnEngine(["--model", "a", ...flags], env);
+  const a = await spawnFakeVllmCli(["--model", "a", ...flags], env);
   const engines = [a];
   try {
     assert.ok(a.url, "a started");
-    const b = await spawnEngine(["--model", "b", ...flags], env);
+    const b = await spawnFakeVllmCli(["--model", "b", ...flags], env);
     engines.push(b);
     assert.equal(b.url, "", "b never listens");
     const failed = await b.finish();
@@ -533,7 +484,7 @@ Deno.test("fake vLLM CLI sleep: two engines at 0.6 on GPU 0 — vLLM's startup f
     assert.match(failed.stderr, /RuntimeError: Engine core initialization failed\. See root cause above\./);
 
     assert.equal((await call(`${a.url}/sleep?level=1`)).status, 200);
-    const b2 = await spawnEngine(["--model", "b", ...flags], env);
+    const b2 = await spawnFakeVllmCli(["--model", "b", ...flags], env);
     engines.push(b2);
     assert.ok(b2.url, "the sleep made room");
     assert.equal(await content(b2.url), "the quick brown");
@@ -556,7 +507,7 @@ Deno.test("fake vLLM CLI sleep: two engines at 0.6 on GPU 0 — vLLM's startup f
     assert.deepEqual(readLedger(ledger).reaped.map((r) => r.model), ["a"]);
     assertNeverOversubscribed(ledger);
   } finally {
-    for (const engine of engines) await stopEngine(engine);
+    for (const engine of engines) await stopFakeVllmCli(engine);
   }
 });
 
@@ -565,8 +516,8 @@ Deno.test("fake vLLM CLI sleep: forced — two engines loading together on GPU 0
   const env = { VLLM_SERVER_DEV_MODE: "1", FAKE_GPU_LEDGER: ledger, CUDA_VISIBLE_DEVICES: "0" };
   // vLLM checks free memory before its load and takes the memory during it: a, still loading, has taken nothing
   // yet when b checks (and b, loading in no time, takes its share at once).
-  const a = await spawnEngine(["--model", "a", "--gpu-memory-utilization", "0.6", "--load-ms", "2000"], env);
-  const b = await spawnEngine(["--model", "b", "--gpu-memory-utilization", "0.6"], env);
+  const a = await spawnFakeVllmCli(["--model", "a", "--gpu-memory-utilization", "0.6", "--load-ms", "2000"], env);
+  const b = await spawnFakeVllmCli(["--model", "b", "--gpu-memory-utilization", "0.6"], env);
   try {
     assert.ok(a.url && b.url, "both passed vLLM's startup check");
     const { code, stderr } = await a.finish();
@@ -576,13 +527,13 @@ Deno.test("fake vLLM CLI sleep: forced — two engines loading together on GPU 0
     assert.equal(await content(b.url), "the quick brown");
     assert.deepEqual(readLedger(ledger).claims.map((c) => c.model), ["b"]);
   } finally {
-    await stopEngine(a);
-    await stopEngine(b);
+    await stopFakeVllmCli(a);
+    await stopFakeVllmCli(b);
   }
 });
 
 Deno.test("fake vLLM CLI sleep: a completion to a sleeping engine makes the process exit 1; /_fake/stats counts", async () => {
-  const a = await spawnEngine(["--model", "a", "--enable-sleep-mode"], { VLLM_SERVER_DEV_MODE: "1" });
+  const a = await spawnFakeVllmCli(["--model", "a", "--enable-sleep-mode"], { VLLM_SERVER_DEV_MODE: "1" });
   try {
     assert.equal(await content(a.url), "the quick brown");
     await call(`${a.url}/sleep`);
@@ -595,25 +546,25 @@ Deno.test("fake vLLM CLI sleep: a completion to a sleeping engine makes the proc
     assert.equal(code, 1);
     assert.match(stderr, /engine core died: \/v1\/chat\/completions reached a sleeping engine \(vLLM issue 15483\)/);
   } finally {
-    await stopEngine(a);
+    await stopFakeVllmCli(a);
   }
 });
 
 Deno.test("fake vLLM CLI sleep: VLLM_SERVER_DEV_MODE is read as vLLM's envs.py reads it", async () => {
-  const bad = await spawnEngine(["--model", "a", "--enable-sleep-mode"], { VLLM_SERVER_DEV_MODE: "true" });
+  const bad = await spawnFakeVllmCli(["--model", "a", "--enable-sleep-mode"], { VLLM_SERVER_DEV_MODE: "true" });
   const { code, stderr } = await bad.finish();
   assert.equal(code, 1);
   assert.match(stderr, /ValueError: invalid literal for int\(\) with base 10: 'true'/);
-  const off = await spawnEngine(["--model", "a", "--enable-sleep-mode"], { VLLM_SERVER_DEV_MODE: "0" });
+  const off = await spawnFakeVllmCli(["--model", "a", "--enable-sleep-mode"], { VLLM_SERVER_DEV_MODE: "0" });
   try {
     assert.equal((await call(`${off.url}/sleep`)).status, 404);
   } finally {
-    await stopEngine(off);
+    await stopFakeVllmCli(off);
   }
 });
 
 Deno.test("fake vLLM CLI sleep: accepts vLLM's engine flags ({args}); --served-model-name names the model", async () => {
-  const engine = await spawnEngine([
+  const engine = await spawnFakeVllmCli([
     "serve",
     "org/x",
     "--served-model-name",
@@ -642,9 +593,9 @@ Deno.test("fake vLLM CLI sleep: accepts vLLM's engine flags ({args}); --served-m
     );
     assert.equal(JSON.parse((await call(`${engine.url}/_fake/stats`, "GET")).text).gpu, null, "no ledger");
   } finally {
-    await stopEngine(engine);
+    await stopFakeVllmCli(engine);
   }
-  const bad = await spawnEngine(["--model", "a", "--gpu-memory-utilization", "1.5"]);
+  const bad = await spawnFakeVllmCli(["--model", "a", "--gpu-memory-utilization", "1.5"]);
   const { code, stderr } = await bad.finish();
   assert.equal(code, 2);
   assert.match(stderr, /--gpu-memory-utilization must be in \(0, 1\]/);
@@ -653,7 +604,7 @@ Deno.test("fake vLLM CLI sleep: accepts vLLM's engine flags ({args}); --served-m
 Deno.test("fake vLLM CLI sleep: --fail-wake and --sleep-frees-nothing", async () => {
   const ledger = tempLedger();
   const env = { VLLM_SERVER_DEV_MODE: "1", FAKE_GPU_LEDGER: ledger };
-  const engine = await spawnEngine(
+  const engine = await spawnFakeVllmCli(
     ["--model", "a", "--enable-sleep-mode", "--sleep-frees-nothing", "--fail-wake"],
     env,
   );
@@ -664,6 +615,6 @@ Deno.test("fake vLLM CLI sleep: --fail-wake and --sleep-frees-nothing", async ()
     const stats = JSON.parse((await call(`${engine.url}/_fake/stats`, "GET")).text);
     assert.deepEqual([stats.isSleeping, stats.wakeFailures, stats.crashed], [true, 1, null]);
   } finally {
-    await stopEngine(engine);
+    await stopFakeVllmCli(engine);
   }
 });

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import { startFakeVllm } from "./fake_vllm.ts";
-
-const FAKE_VLLM = new URL("./fake_vllm.ts", import.meta.url).pathname;
+import { spawnFakeVllmCli, stopFakeVllmCli } from "./fake_vllm_cli.ts";
 
 function client(url: string): OpenAI {
   return new OpenAI({ baseURL: `${url}/v1`, apiKey: "x", maxRetries: 0, timeout: 5000 });
@@ -288,82 +287,44 @@ Deno.test("fake vLLM: close() ends streams in progress", async () => {
   } catch { /* reset */ }
 });
 
-async function spawnCli(args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", FAKE_VLLM, "--port", "0", ...args],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let out = "";
-  let url = "";
-  const deadline = Date.now() + 15_000;
-  while (!url && Date.now() < deadline) {
-    const { value, done } = await lines.read();
-    if (done) break;
-    out += value;
-    url = /listening on (http:\/\/\S+)/.exec(out)?.[1] ?? "";
-  }
-  const stderr = child.stderr.pipeThrough(new TextDecoderStream());
-  const finish = async () => {
-    const status = await child.status;
-    let rest = out;
-    while (true) {
-      const { value, done } = await lines.read();
-      if (done) break;
-      rest += value;
-    }
-    let err = "";
-    for await (const chunk of stderr) err += chunk;
-    return { status, stdout: rest, stderr: err };
-  };
-  return { child, url, finish };
-}
-
 Deno.test("fake vLLM CLI: --port 0 prints its URL, serves, exits promptly on SIGTERM", async () => {
-  const { child, url, finish } = await spawnCli(["--model", "cli-model", "--load-ms", "0"]);
+  const engine = await spawnFakeVllmCli(["--model", "cli-model", "--load-ms", "0"]);
   try {
-    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
-    const res = await post(`${url}/v1/chat/completions`, { model: "cli-model", messages: [], max_tokens: 1 });
+    assert.match(engine.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    const res = await post(`${engine.url}/v1/chat/completions`, { model: "cli-model", messages: [], max_tokens: 1 });
     assert.equal((await res.json()).model, "cli-model");
     const t0 = Date.now();
-    child.kill("SIGTERM");
-    const { status } = await finish();
-    assert.equal(status.code, 0);
+    engine.child.kill("SIGTERM");
+    const { code } = await engine.finish();
+    assert.equal(code, 0);
     assert.ok(Date.now() - t0 < 3000);
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
+    await stopFakeVllmCli(engine);
   }
 });
 
 Deno.test("fake vLLM CLI: --crash-after-chunks exits the process mid-stream", async () => {
-  const { child, url, finish } = await spawnCli(["--model", "m", "--crash-after-chunks", "2", "--exit-code", "7"]);
+  const engine = await spawnFakeVllmCli(["--model", "m", "--crash-after-chunks", "2", "--exit-code", "7"]);
   try {
-    const res = await post(`${url}/v1/completions`, { prompt: "x", max_tokens: 20, stream: true });
+    const res = await post(`${engine.url}/v1/completions`, { prompt: "x", max_tokens: 20, stream: true });
     await assert.rejects(res.text());
-    const { status, stderr } = await finish();
-    assert.equal(status.code, 7);
+    const { code, stderr } = await engine.finish();
+    assert.equal(code, 7);
     assert.match(stderr, /died mid-stream/);
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
+    await stopFakeVllmCli(engine);
   }
 });
 
 Deno.test("fake vLLM CLI: --stop-delay-ms delays the exit after SIGTERM", async () => {
-  const { child, finish } = await spawnCli(["--model", "m", "--stop-delay-ms", "300"]);
+  const engine = await spawnFakeVllmCli(["--model", "m", "--stop-delay-ms", "300"]);
   try {
     const t0 = Date.now();
-    child.kill("SIGTERM");
-    const { status } = await finish();
-    assert.equal(status.code, 0);
+    engine.child.kill("SIGTERM");
+    const { code } = await engine.finish();
+    assert.equal(code, 0);
     assert.ok(Date.now() - t0 >= 280);
   } finally {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
+    await stopFakeVllmCli(engine);
   }
 });
