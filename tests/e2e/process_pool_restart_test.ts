@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { freePort } from "../../lib/backend/process.ts";
 import { parseConfig } from "../../lib/config/define.ts";
 import type { ChillConfigInput } from "../../lib/config/schema.ts";
-import { startServer } from "../../lib/server.ts";
+import { type RunningServer, startServer } from "../../lib/server.ts";
 import { assertNeverOversubscribed, createLedger } from "../support/gpu_ledger.ts";
 import {
   captureLogs,
@@ -21,6 +21,7 @@ import {
   postChat,
   processesWith,
   spawnDeno,
+  type SpawnedCli,
   waitUntil,
   within,
 } from "./helpers.ts";
@@ -38,17 +39,30 @@ async function killAll(marker: string): Promise<void> {
   await waitUntil(async () => (await processesWith(marker)).length === 0, 5000, `no process with ${marker}`);
 }
 
-Deno.test("pool e2e restart: after SIGKILL of the proxy, the next one adopts a sleeping and a ready engine and wakes the sleeper", async () => {
+/** A proxy (`main.ts serve`, a real process) with two 0.6 models on one GPU, both requested once: a sleeps, b serves. */
+interface PoolProxy {
+  marker: string;
+  stateDir: string;
+  port: number;
+  /** The proxy's config, for the next proxy on the same port and state directory. */
+  config: ChillConfigInput;
+  cli: SpawnedCli;
+  /** Ends both proxies and every engine; removes the files. */
+  cleanup(server: RunningServer | undefined): Promise<void>;
+}
+
+async function startPoolProxy(
+  timing: { sleepMs: number; wakeMs: number },
+  more: Partial<ChillConfigInput> = {},
+): Promise<PoolProxy> {
   const marker = newMarker();
   const stateDir = await Deno.makeTempDir({ prefix: "vllm-chill-state-" });
-  const ledger = await Deno.makeTempFile({ prefix: "vllm-chill-ledger-", suffix: ".json" });
-  createLedger(ledger);
   const file = await Deno.makeTempFile({ prefix: "vllm-chill-restart-", suffix: ".json" });
   const port = await freePort("127.0.0.1");
   const engine = (name: string) => ({
     modelName: `org/${name}`,
     gpuMemoryUtilization: 0.6,
-    command: fakeEngineCommand(marker, { loadMs: 100, vllmArgs: true, sleepMs: 30, wakeMs: 60 }),
+    command: fakeEngineCommand(marker, { loadMs: 100, vllmArgs: true, ...timing }),
   });
   const config: ChillConfigInput = {
     backend: "process",
@@ -57,22 +71,51 @@ Deno.test("pool e2e restart: after SIGKILL of the proxy, the next one adopts a s
     port,
     idleTimeout: "10m",
     sleepAfter: "10m",
-    minLoadedTime: "0s",
     heartbeatInterval: "0s",
     process: { stopGracePeriod: "2s", stateDir },
-    vllm: { env: { FAKE_GPU_LEDGER: ledger } },
+    ...more,
     models: { a: engine("a"), b: engine("b") },
   };
   await Deno.writeTextFile(file, JSON.stringify(config));
   const cli = spawnDeno(["main.ts", "serve", "--config", file, "--log-format", "json"]);
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  const cleanup = async (server: RunningServer | undefined) => {
+    if (server) {
+      await server.shutdown();
+      await server.finished;
+    }
+    try {
+      cli.child.kill("SIGKILL");
+    } catch { /* already dead */ }
+    await cli.exited;
+    await killAll(marker);
+    await Deno.remove(stateDir, { recursive: true });
+    await Deno.remove(file);
+  };
   try {
     await cli.waitForLine(/"msg":"listening"/, 20_000);
-    const url = `http://127.0.0.1:${port}`;
     for (const model of ["a", "b"]) {
-      const res = await within(postChat(url, model), 15_000, `a request for ${model}`);
+      const res = await within(postChat(`http://127.0.0.1:${port}`, model), 15_000, `a request for ${model}`);
       assert.equal(res.status, 200, await res.text());
     }
+  } catch (error) {
+    await cleanup(undefined);
+    throw error;
+  }
+  return { marker, stateDir, port, config, cli, cleanup };
+}
+
+Deno.test("pool e2e restart: after SIGKILL of the proxy, the next one adopts a sleeping and a ready engine and wakes the sleeper", async () => {
+  const ledger = await Deno.makeTempFile({ prefix: "vllm-chill-ledger-", suffix: ".json" });
+  createLedger(ledger);
+  let proxy: PoolProxy | undefined;
+  let server: RunningServer | undefined;
+  try {
+    proxy = await startPoolProxy({ sleepMs: 30, wakeMs: 60 }, {
+      minLoadedTime: "0s",
+      vllm: { env: { FAKE_GPU_LEDGER: ledger } },
+    });
+    const { marker, config, cli } = proxy;
+    const url = `http://127.0.0.1:${proxy.port}`;
     const before = await (await fetch(`${url}/admin/status`)).json();
     assert.equal(before.models.a.status, "sleeping");
     assert.equal(before.models.b.status, "ready");
@@ -107,51 +150,16 @@ Deno.test("pool e2e restart: after SIGKILL of the proxy, the next one adopts a s
     assert.deepEqual(await processesWith(marker), [], "unload stopped both adopted engines, the sleeper too");
     assertNeverOversubscribed(ledger, { allowRefusals: false });
   } finally {
-    if (server) {
-      await server.shutdown();
-      await server.finished;
-    }
-    try {
-      cli.child.kill("SIGKILL");
-    } catch { /* already dead */ }
-    await cli.exited;
-    await killAll(marker);
-    await Deno.remove(stateDir, { recursive: true });
-    await Deno.remove(file);
+    await proxy?.cleanup(server);
     await Deno.remove(ledger);
   }
 });
 
 Deno.test("pool e2e restart: adopted engines are stopped after idleTimeout like any other, the sleeper too", async () => {
-  const marker = newMarker();
-  const stateDir = await Deno.makeTempDir({ prefix: "vllm-chill-state-" });
-  const file = await Deno.makeTempFile({ prefix: "vllm-chill-restart-", suffix: ".json" });
-  const port = await freePort("127.0.0.1");
-  const engine = (name: string) => ({
-    modelName: `org/${name}`,
-    gpuMemoryUtilization: 0.6,
-    command: fakeEngineCommand(marker, { loadMs: 100, vllmArgs: true, sleepMs: 20, wakeMs: 20 }),
-  });
-  const config: ChillConfigInput = {
-    backend: "process",
-    enableModelSwitch: true,
-    host: "127.0.0.1",
-    port,
-    idleTimeout: "10m",
-    sleepAfter: "10m",
-    heartbeatInterval: "0s",
-    process: { stopGracePeriod: "2s", stateDir },
-    models: { a: engine("a"), b: engine("b") },
-  };
-  await Deno.writeTextFile(file, JSON.stringify(config));
-  const cli = spawnDeno(["main.ts", "serve", "--config", file, "--log-format", "json"]);
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  const proxy = await startPoolProxy({ sleepMs: 20, wakeMs: 20 });
+  const { marker, stateDir, config, cli } = proxy;
+  let server: RunningServer | undefined;
   try {
-    await cli.waitForLine(/"msg":"listening"/, 20_000);
-    for (const model of ["a", "b"]) {
-      const res = await within(postChat(`http://127.0.0.1:${port}`, model), 15_000, `a request for ${model}`);
-      assert.equal(res.status, 200, await res.text());
-    }
     cli.child.kill("SIGKILL");
     await within(cli.exited, 10_000, "the proxy to die");
     assert.equal((await processesWith(marker)).length, 2);
@@ -167,16 +175,6 @@ Deno.test("pool e2e restart: adopted engines are stopped after idleTimeout like 
     assert.equal(logs.messages("engine started").length, 0);
     assert.deepEqual([...Deno.readDirSync(stateDir)].map((e) => e.name), [], "and forgotten");
   } finally {
-    if (server) {
-      await server.shutdown();
-      await server.finished;
-    }
-    try {
-      cli.child.kill("SIGKILL");
-    } catch { /* already dead */ }
-    await cli.exited;
-    await killAll(marker);
-    await Deno.remove(stateDir, { recursive: true });
-    await Deno.remove(file);
+    await proxy.cleanup(server);
   }
 });
