@@ -187,8 +187,21 @@ async function orphanEngine(
   const port = await freePort("127.0.0.1");
   const key = record.key ?? "a";
   const command = fakeCommand(marker, ...extra).map((a) => a.replace("{port}", String(port)).replace("{served}", key));
+  return recordedOrphan(stateDir, command, port, record);
+}
+
+/** Runs `command` (listening on `port`) detached from the test, and records it as a dead proxy would have. */
+async function recordedOrphan(
+  stateDir: string,
+  command: string[],
+  port: number,
+  record: Partial<EngineRecord> = {},
+  env: Record<string, string> = {},
+) {
+  const key = record.key ?? "a";
   const child = new Deno.Command(command[0], {
     args: command.slice(1),
+    env,
     stdin: "null",
     stdout: "null",
     stderr: "null",
@@ -511,33 +524,9 @@ Deno.test("restart: a wake cut short by the crash (recorded asleep, awake per /i
     const port = await freePort("127.0.0.1");
     const model = { ...config.models.a, name: "a", servedModelName: "a", source: "config" as const };
     const command = buildCommand(model, { host: "127.0.0.1", port, sleepMode: true });
-    const child = new Deno.Command(command[0], {
-      args: command.slice(1),
-      env: { VLLM_SERVER_DEV_MODE: "1", CUDA_VISIBLE_DEVICES: "0" },
-      stdin: "null",
-      stdout: "null",
-      stderr: "null",
-      detached: true,
-    }).spawn();
+    const env = { VLLM_SERVER_DEV_MODE: "1", CUDA_VISIBLE_DEVICES: "0" };
+    const { child } = await recordedOrphan(dir, command, port, { sleepMode: true, sleepLevel: 2 }, env);
     try {
-      writeEngineRecord(stateFilePath(dir, 18_123, "a"), {
-        version: 2,
-        key: "a",
-        pid: child.pid,
-        pgid: child.pid,
-        start: procStat(child.pid)!.start,
-        bootId: bootId(),
-        port,
-        host: "127.0.0.1",
-        model: "a",
-        servedModelName: "a",
-        command,
-        startedAt: new Date().toISOString(),
-        proxy: { pid: await deadPid() },
-        gpus: ["0"],
-        sleepMode: true,
-        sleepLevel: 2,
-      });
       await waitUntil(() => healthy(`http://127.0.0.1:${port}`), 10_000, "the engine to listen");
       assert.deepEqual(await backend.observe(never()), { engines: [{ key: "a", phase: "ready", gpus: ["0"] }] });
       const seen = readJournal(journal).flatMap((e) => e.event === "call" ? [`${e.method} ${e.path}`] : []);
