@@ -19,10 +19,9 @@
  *
  * @module
  */
+import { fakeVllmCommand } from "../tests/support/fake_vllm_command.ts";
 import { metricSum, startProxy } from "./proxy.ts";
 import { percentile } from "./stream.ts";
-
-const FAKE_VLLM = new URL("../tests/support/fake_vllm.ts", import.meta.url).pathname;
 
 /** Switch-by-wake figures. */
 export interface WakeSwitchResult {
@@ -100,23 +99,13 @@ function model(name: string, plan: PoolPlan): Record<string, unknown> {
   return {
     modelName: `bench/${name}`,
     gpuMemoryUtilization: 0.6,
-    command: [
-      Deno.execPath(),
-      "run",
-      "-A",
-      FAKE_VLLM,
-      "--port",
-      "{port}",
-      "--load-ms",
-      String(plan.loadMs),
-      "--sleep-ms",
-      String(plan.sleepMs),
-      "--wake-ms",
-      String(plan.wakeMs),
-      "--tokens-per-sec",
-      String(plan.tokensPerSec),
-      "{args}",
-    ],
+    command: fakeVllmCommand({
+      loadMs: plan.loadMs,
+      sleepMs: plan.sleepMs,
+      wakeMs: plan.wakeMs,
+      tokensPerSec: plan.tokensPerSec,
+      vllmArgs: true,
+    }),
   };
 }
 

@@ -13,29 +13,15 @@ import { parseConfig } from "../lib/config/define.ts";
 import { silentLogger } from "../lib/log.ts";
 import { startServer } from "../lib/server.ts";
 import { browserMissing, launchBrowser } from "../tests/support/browser.ts";
+import { fakeVllmCommand, type FakeVllmFlags } from "../tests/support/fake_vllm_command.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 /** Relative to the repository root (the engines' working directory), so the log tail shows no local path. */
 const FAKE_VLLM = "tests/support/fake_vllm.ts";
 
-/** A model command running the fake vLLM with `extra` flags and vLLM's own arguments (sleep mode among them). */
-function engine(extra: string[] = []): string[] {
-  return [
-    Deno.execPath(),
-    "run",
-    "-A",
-    FAKE_VLLM,
-    "--port",
-    "{port}",
-    "--model",
-    "{served}",
-    "--sleep-ms",
-    "300",
-    "--wake-ms",
-    "400",
-    ...extra,
-    "{args}",
-  ];
+/** A model command running the fake vLLM with `flags` and vLLM's own arguments (sleep mode among them). */
+function engine(flags: FakeVllmFlags): string[] {
+  return fakeVllmCommand({ script: FAKE_VLLM, model: "{served}", sleepMs: 300, wakeMs: 400, ...flags, vllmArgs: true });
 }
 
 /**
@@ -65,19 +51,19 @@ export async function takeScreenshot(options: { out: string; width: number; heig
         modelName: "Qwen/Qwen3-8B",
         gpuMemoryUtilization: 0.45,
         sleepAfter: "10m",
-        command: engine(["--load-ms", "1400", "--tokens-per-sec", "2"]),
+        command: engine({ loadMs: 1400, tokensPerSec: 2 }),
       },
       "llama-3.1-8b": {
         modelName: "meta-llama/Llama-3.1-8B-Instruct",
         gpuMemoryUtilization: 0.45,
         sleepAfter: "10m",
-        command: engine(["--load-ms", "900"]),
+        command: engine({ loadMs: 900 }),
       },
       "mistral-7b": {
         modelName: "mistralai/Mistral-7B-Instruct-v0.3",
-        command: engine(["--load-ms", "5000", "--exit-after-ms", "300"]),
+        command: engine({ loadMs: 5000, exitAfterMs: 300 }),
       },
-      "bge-m3": { modelName: "BAAI/bge-m3", gpuMemoryUtilization: 0.2, command: engine(["--load-ms", "600"]) },
+      "bge-m3": { modelName: "BAAI/bge-m3", gpuMemoryUtilization: 0.2, command: engine({ loadMs: 600 }) },
     },
   });
   const server = await startServer(config, { log: silentLogger, shutdownGraceMs: 1000 });

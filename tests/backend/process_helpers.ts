@@ -12,6 +12,9 @@ import type { Backend, EngineLaunch } from "../../lib/backend/types.ts";
 import { parseConfig } from "../../lib/config/define.ts";
 import type { ChillConfig, ChillConfigInput, ModelSpecInput, NamedModel } from "../../lib/config/schema.ts";
 import { createLogger } from "../../lib/log.ts";
+import { fakeVllmCommand } from "../support/fake_vllm_command.ts";
+
+export { FAKE_VLLM } from "../support/fake_vllm_command.ts";
 import { liveProcesses } from "../support/processes.ts";
 import { waitUntil } from "../support/wait.ts";
 
@@ -28,17 +31,6 @@ export { waitUntil, within } from "../support/wait.ts";
  * ```
  */
 export const DENO: string = Deno.execPath();
-
-/**
- * Absolute path of the fake vLLM CLI.
- *
- * @example
- * ```ts
- * import { FAKE_VLLM } from "./process_helpers.ts";
- * FAKE_VLLM.endsWith("fake_vllm.ts"); // true
- * ```
- */
-export const FAKE_VLLM: string = new URL("../support/fake_vllm.ts", import.meta.url).pathname;
 
 /**
  * Absolute path of the sleep-mode test engine.
@@ -61,21 +53,7 @@ export const SLEEP_ENGINE: string = new URL("../support/sleep_engine.ts", import
  * ```
  */
 export function fakeCommand(marker: string, ...extra: string[]): string[] {
-  return [
-    DENO,
-    "run",
-    "-A",
-    FAKE_VLLM,
-    "--port",
-    "{port}",
-    "--model",
-    "{served}",
-    "--model-name",
-    marker,
-    "--load-ms",
-    "200",
-    ...extra,
-  ];
+  return [...fakeVllmCommand({ model: "{served}", marker, loadMs: 200 }), ...extra];
 }
 
 /**

@@ -14,22 +14,14 @@ import type { ChillConfigInput, ModelSpecInput } from "../../lib/config/schema.t
 import { createLogger, type Logger } from "../../lib/log.ts";
 import { type RunningServer, type ServerOptions, startServer } from "../../lib/server.ts";
 import type { LifecycleState } from "../../lib/scaler/types.ts";
+import { fakeVllmCommand, type FakeVllmFlags } from "../support/fake_vllm_command.ts";
+
+export { FAKE_VLLM } from "../support/fake_vllm_command.ts";
 import { liveProcesses, newMarker } from "../support/processes.ts";
 import { delay, waitUntil, within } from "../support/wait.ts";
 
 export { newMarker } from "../support/processes.ts";
 export { delay, waitUntil, within } from "../support/wait.ts";
-
-/**
- * Absolute path of the fake vLLM CLI.
- *
- * @example
- * ```ts
- * import { FAKE_VLLM } from "./helpers.ts";
- * FAKE_VLLM.endsWith("fake_vllm.ts"); // true
- * ```
- */
-export const FAKE_VLLM: string = new URL("../support/fake_vllm.ts", import.meta.url).pathname;
 
 /**
  * Absolute path of the repository root (where main.ts lives).
@@ -54,7 +46,7 @@ export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname;
 export const DENO: string = Deno.execPath();
 
 /**
- * Options of the fake vLLM engine a model command runs.
+ * Options of the fake vLLM engine a model command runs (`loadMs` defaults to 150 here).
  *
  * @example
  * ```ts
@@ -62,37 +54,9 @@ export const DENO: string = Deno.execPath();
  * const options: FakeEngineOptions = { loadMs: 200, tokensPerSec: 20 };
  * ```
  */
-export interface FakeEngineOptions {
-  /** Milliseconds before /health answers 200 (default 150). */
-  loadMs?: number;
-  /** Generation speed (default 0: every token at once). */
-  tokensPerSec?: number;
-  /** Crash after this many SSE chunks of a stream. */
-  crashAfterChunks?: number;
-  /** "exit" (the process dies) or "reset" (the connection is reset). */
-  crashMode?: "exit" | "reset";
-  /** Exit on its own after this many milliseconds. */
-  exitAfterMs?: number;
-  /** Delay between SIGTERM and the exit. */
-  stopDelayMs?: number;
-  /** Ignore SIGTERM (the backend must SIGKILL it). */
-  ignoreSigterm?: boolean;
-  /** Append a line per request received to this file (see tests/support/fake_vllm.ts). */
-  arrivalsFile?: string;
-  /** Replaces the `--port {port}` pair (e.g. a fixed port, or none at all). */
-  portArgs?: string[];
+export interface FakeEngineOptions extends Omit<FakeVllmFlags, "script" | "model" | "marker"> {
   /** More fields of the model spec (per-model timeouts, servedModelName, env…); used by `startProxy`. */
   spec?: Partial<ModelSpecInput>;
-  /**
-   * Append `{args}`: the engine receives vLLM's own arguments (`--gpu-memory-utilization`, and
-   * `--enable-sleep-mode` when the model may sleep), as a real vLLM would.
-   */
-  vllmArgs?: boolean;
-  /** Sleep and wake durations of the fake (ms). */
-  sleepMs?: number;
-  wakeMs?: number;
-  /** `/wake_up` answers 500 like a CUDA out-of-memory. */
-  failWake?: boolean;
 }
 
 /**
@@ -105,31 +69,8 @@ export interface FakeEngineOptions {
  * ```
  */
 export function fakeEngineCommand(marker: string, options: FakeEngineOptions = {}): string[] {
-  const args = [
-    DENO,
-    "run",
-    "-A",
-    FAKE_VLLM,
-    ...(options.portArgs ?? ["--port", "{port}"]),
-    "--model",
-    "{served}",
-    "--model-name",
-    marker,
-    "--load-ms",
-    String(options.loadMs ?? 150),
-  ];
-  if (options.tokensPerSec !== undefined) args.push("--tokens-per-sec", String(options.tokensPerSec));
-  if (options.crashAfterChunks !== undefined) args.push("--crash-after-chunks", String(options.crashAfterChunks));
-  if (options.crashMode !== undefined) args.push("--crash-mode", options.crashMode);
-  if (options.exitAfterMs !== undefined) args.push("--exit-after-ms", String(options.exitAfterMs));
-  if (options.stopDelayMs !== undefined) args.push("--stop-delay-ms", String(options.stopDelayMs));
-  if (options.ignoreSigterm) args.push("--ignore-sigterm");
-  if (options.sleepMs !== undefined) args.push("--sleep-ms", String(options.sleepMs));
-  if (options.wakeMs !== undefined) args.push("--wake-ms", String(options.wakeMs));
-  if (options.failWake) args.push("--fail-wake");
-  if (options.vllmArgs) args.push("{args}");
-  if (options.arrivalsFile !== undefined) args.push("--arrivals-file", options.arrivalsFile);
-  return args;
+  const { spec: _spec, ...flags } = options;
+  return fakeVllmCommand({ ...flags, model: "{served}", marker, loadMs: options.loadMs ?? 150 });
 }
 
 /**
