@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import type OpenAI from "openai";
 import { APIError } from "openai";
 import type { GpuEvent } from "../support/fake_kube.ts";
+import { HAS_KUBECTL } from "../support/kubectl.ts";
 import {
   FAST_TIMING,
   gpuBlockerPod,
@@ -403,18 +404,9 @@ Deno.test("kube pool: a VLLMModel created later gets its own objects; deleted, i
   });
 });
 
-const hasKubectl = (() => {
-  try {
-    new Deno.Command("kubectl", { args: ["version", "--client"], stdout: "null", stderr: "null" }).outputSync();
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
 Deno.test({
   name: "kube pool: kubectl against the cluster shows the per-model objects (get deploy,svc,cm -l the model label)",
-  ignore: !hasKubectl,
+  ignore: !HAS_KUBECTL,
   fn: async () => {
     await withKubeE2e(pool(), async (env) => {
       await ask(env, "model-b");

@@ -2,15 +2,7 @@
 // what it prints and how it exits against a real cluster.
 import assert from "node:assert/strict";
 import { type FakeKube, isReady, startFakeKube } from "./fake_kube.ts";
-
-const hasKubectl = (() => {
-  try {
-    new Deno.Command("kubectl", { args: ["version", "--client"], stdout: "null", stderr: "null" }).outputSync();
-    return true;
-  } catch {
-    return false;
-  }
-})();
+import { HAS_KUBECTL } from "./kubectl.ts";
 
 interface Run {
   code: number;
@@ -77,7 +69,7 @@ spec:
 
 Deno.test({
   name: "kubectl: get, apply (Deployment + VLLMModel, bad model rejected), scale, wait, patch, delete",
-  ignore: !hasKubectl,
+  ignore: !HAS_KUBECTL,
   async fn() {
     await withKubectl(async (run, kube) => {
       const empty = await run(["get", "pods"]);
@@ -194,7 +186,7 @@ Deno.test({
 
 Deno.test({
   name: "kubectl: get --watch streams pod changes; delete pod waits until it is gone",
-  ignore: !hasKubectl,
+  ignore: !HAS_KUBECTL,
   async fn() {
     await withKubectl(async (run, kube) => {
       assert.equal((await run(["apply", "-f", "-"], DEPLOYMENT)).code, 0);
@@ -229,7 +221,7 @@ Deno.test({
 
 Deno.test({
   name: "kubectl: the rendered manifests (CRD, RBAC, vLLM, proxy) apply, then apply unchanged",
-  ignore: !hasKubectl,
+  ignore: !HAS_KUBECTL,
   async fn() {
     const { renderManifests, toYaml } = await import("../../lib/manifests/mod.ts");
     const { parseConfig } = await import("../../lib/config/define.ts");
