@@ -62,6 +62,17 @@ async function refusesConnections(url: string): Promise<boolean> {
   }
 }
 
+/** Starts a long streamed completion and reads its first chunk: a request in flight; returns its reader. */
+async function streamInFlight(url: string): Promise<ReadableStreamDefaultReader<Uint8Array>> {
+  const res = await fetch(`${url}/v1/completions`, {
+    method: "POST",
+    body: JSON.stringify({ prompt: "x", max_tokens: 200, stream: true }),
+  });
+  const reader = res.body!.getReader();
+  await reader.read();
+  return reader;
+}
+
 function sleeper(options: Partial<FakeVllmOptions> = {}): Promise<FakeVllm> {
   return startFakeVllm({ model: "m", devMode: true, enableSleepMode: true, ...options });
 }
@@ -314,12 +325,7 @@ Deno.test("fake vLLM sleep: without --enable-sleep-mode, /sleep answers 200 but 
 Deno.test("fake vLLM sleep: /sleep with a request in flight answers 200, then the engine dies (vLLM 28714, 45520)", async () => {
   const vllm = await sleeper({ tokensPerSec: 20 });
   try {
-    const res = await fetch(`${vllm.url}/v1/completions`, {
-      method: "POST",
-      body: JSON.stringify({ prompt: "x", max_tokens: 200, stream: true }),
-    });
-    const reader = res.body!.getReader();
-    await reader.read();
+    const reader = await streamInFlight(vllm.url);
     assert.equal(vllm.stats().inflight, 1);
     assert.equal((await call(`${vllm.url}/sleep`)).status, 200);
     await until(() => vllm.crashed !== null, "the engine to die");
@@ -336,12 +342,7 @@ Deno.test("fake vLLM sleep: /sleep with a request in flight answers 200, then th
 Deno.test("fake vLLM sleep: a prefix-cache reset is refused while requests are in flight (still 200)", async () => {
   const vllm = await sleeper({ tokensPerSec: 20 });
   try {
-    const res = await fetch(`${vllm.url}/v1/completions`, {
-      method: "POST",
-      body: JSON.stringify({ prompt: "x", max_tokens: 200, stream: true }),
-    });
-    const reader = res.body!.getReader();
-    await reader.read();
+    const reader = await streamInFlight(vllm.url);
     assert.equal((await call(`${vllm.url}/reset_prefix_cache`)).status, 200);
     assert.equal(vllm.stats().resets, 0);
     await reader.cancel();
