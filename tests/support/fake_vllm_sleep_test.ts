@@ -3,6 +3,7 @@ import { type FakeVllm, type FakeVllmOptions, FakeVllmStartupError, startFakeVll
 import { spawnFakeVllmCli, stopFakeVllmCli } from "./fake_vllm_cli.ts";
 import { startupCheckMessage } from "./fake_vllm_sleep.ts";
 import { assertNeverOversubscribed, createLedger, heldShares, readLedger } from "./gpu_ledger.ts";
+import { waitUntil } from "./wait.ts";
 
 const DEV_ROUTES = [
   ["POST", "/sleep"],
@@ -42,14 +43,6 @@ async function isSleeping(url: string): Promise<boolean> {
   const res = await call(`${url}/is_sleeping`, "GET");
   assert.equal(res.status, 200);
   return JSON.parse(res.text).is_sleeping;
-}
-
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 async function refusesConnections(url: string): Promise<boolean> {
@@ -144,7 +137,7 @@ Deno.test("fake vLLM sleep: a completion sent to a sleeping engine kills it (vLL
     assert.deepEqual(res, { status: 500, text: "" });
     assert.match(vllm.crashed ?? "", /reached a sleeping engine \(vLLM issue 15483\)/);
     assert.equal(vllm.stats().forwardedWhileAsleep, 1);
-    await until(() => refusesConnections(vllm.url), "the dead engine's server to close");
+    await waitUntil(() => refusesConnections(vllm.url), 10_000, "the dead engine's server to close", 10);
   } finally {
     await vllm.close();
   }
@@ -162,7 +155,7 @@ Deno.test("fake vLLM sleep: an embedding, or a request while falling asleep or w
   const falling = await sleeper({ sleepMs: 60_000 });
   try {
     const sleeping = call(`${falling.url}/sleep`);
-    await until(() => falling.stats().transition === "falling-asleep", "the sleep to start");
+    await waitUntil(() => falling.stats().transition === "falling-asleep", 10_000, "the sleep to start", 10);
     assert.equal((await chat(falling.url)).status, 500);
     assert.ok(falling.crashed);
     await sleeping.catch(() => {}); // the dead engine no longer finishes its sleep
@@ -173,7 +166,7 @@ Deno.test("fake vLLM sleep: an embedding, or a request while falling asleep or w
   try {
     await call(`${waking.url}/sleep`);
     const woken = call(`${waking.url}/wake_up`);
-    await until(() => waking.stats().transition === "waking", "the wake to start");
+    await waitUntil(() => waking.stats().transition === "waking", 10_000, "the wake to start", 10);
     assert.equal((await chat(waking.url, { stream: true })).status, 500);
     assert.ok(waking.crashed);
     await woken.catch(() => {});
@@ -244,11 +237,11 @@ Deno.test("fake vLLM sleep: engine-core calls run in order — /is_sleeping duri
   const vllm = await sleeper({ sleepMs: 150, wakeMs: 150 });
   try {
     const sleeping = call(`${vllm.url}/sleep`);
-    await until(() => vllm.stats().transition === "falling-asleep", "the sleep to start");
+    await waitUntil(() => vllm.stats().transition === "falling-asleep", 10_000, "the sleep to start", 10);
     assert.equal(await isSleeping(vllm.url), true, "answered once the sleep is done");
     assert.equal((await sleeping).status, 200);
     const waking = call(`${vllm.url}/wake_up`);
-    await until(() => vllm.stats().transition === "waking", "the wake to start");
+    await waitUntil(() => vllm.stats().transition === "waking", 10_000, "the wake to start", 10);
     assert.equal(await isSleeping(vllm.url), false);
     assert.equal((await waking).status, 200);
   } finally {
@@ -328,7 +321,7 @@ Deno.test("fake vLLM sleep: /sleep with a request in flight answers 200, then th
     const reader = await streamInFlight(vllm.url);
     assert.equal(vllm.stats().inflight, 1);
     assert.equal((await call(`${vllm.url}/sleep`)).status, 200);
-    await until(() => vllm.crashed !== null, "the engine to die");
+    await waitUntil(() => vllm.crashed !== null, 10_000, "the engine to die", 10);
     assert.match(vllm.crashed!, /in flight/);
     assert.equal(vllm.stats().sleptWithInflight, 1);
     await assert.rejects(async () => {
@@ -346,7 +339,7 @@ Deno.test("fake vLLM sleep: a prefix-cache reset is refused while requests are i
     assert.equal((await call(`${vllm.url}/reset_prefix_cache`)).status, 200);
     assert.equal(vllm.stats().resets, 0);
     await reader.cancel();
-    await until(() => vllm.stats().inflight === 0, "the stream to end");
+    await waitUntil(() => vllm.stats().inflight === 0, 10_000, "the stream to end", 10);
     await call(`${vllm.url}/reset_prefix_cache`);
     assert.equal(vllm.stats().resets, 1);
   } finally {
@@ -427,7 +420,7 @@ Deno.test("fake vLLM GPU ledger: forced — two engines loading together both pa
   const a = await sleeper({ model: "a", loadMs: 300, ...gpu });
   const b = await sleeper({ model: "b", ...gpu });
   try {
-    await until(() => a.crashed !== null, "the late loader to die");
+    await waitUntil(() => a.crashed !== null, 10_000, "the late loader to die", 10);
     assert.match(a.crashed!, /torch\.OutOfMemoryError: CUDA out of memory/);
     assert.equal(b.crashed, null);
     assert.throws(() => assertNeverOversubscribed(ledger), /device 0 held 1\.2 \(> 1\.0\) when a claimed/);

@@ -10,6 +10,7 @@ import {
   readLedger,
   releaseClaim,
 } from "./gpu_ledger.ts";
+import { waitUntil } from "./wait.ts";
 
 const LEDGER_MODULE = new URL("./gpu_ledger.ts", import.meta.url).href;
 
@@ -18,14 +19,6 @@ function tempLedger(deviceGiB?: number): string {
   const path = `${dir}/ledger.json`;
   createLedger(path, { deviceGiB });
   return path;
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 Deno.test("GPU ledger: claims that fit, a refusal that does not, release, high-water mark", () => {
@@ -105,7 +98,7 @@ Deno.test("GPU ledger: claims of a SIGKILLed process are reaped", async () => {
     assert.deepEqual(ledger.claims.map((c) => [c.model, c.pid]), [["victim", child.pid]]);
     assert.equal(claimIfFits(path, { model: "next", devices: ["0"], share: 0.5 }).ok, false);
     child.kill("SIGKILL"); // it cannot release; not yet waited for, it may linger as a zombie
-    await until(() => readLedger(path).claims.length === 0, "the dead claim to be reaped");
+    await waitUntil(() => readLedger(path).claims.length === 0, 10_000, "the dead claim to be reaped", 10);
     assert.deepEqual(readLedger(path).reaped.map((r) => [r.model, r.pid]), [["victim", child.pid]]);
     assert.equal(claimIfFits(path, { model: "next", devices: ["0"], share: 0.5 }).ok, true);
   } finally {
