@@ -65,10 +65,7 @@ export class FakeBackend implements Backend {
   observeCalls = 0;
   /** Number of operations running at once on one engine, at most (the driver must keep it at 1). */
   maxConcurrent = 0;
-  /** Number of operations running at once over all engines, at most. */
-  maxConcurrentOverall = 0;
   #running = new Map<string, number>();
-  #runningOverall = 0;
   #failureListeners: ((key: string, reason: string) => void)[] = [];
   #waiters: { kind: FakeCall["kind"]; count: number; resolve: () => void }[] = [];
   closed = false;
@@ -161,13 +158,11 @@ export class FakeBackend implements Backend {
     const running = (this.#running.get(fields.key) ?? 0) + 1;
     this.#running.set(fields.key, running);
     this.maxConcurrent = Math.max(this.maxConcurrent, running);
-    this.maxConcurrentOverall = Math.max(this.maxConcurrentOverall, ++this.#runningOverall);
     return new Promise<void>((resolve, reject) => {
       const settle = (outcome: FakeCall["outcome"], err?: Error) => {
         if (call.outcome !== "pending") return;
         call.outcome = outcome;
         this.#running.set(fields.key, (this.#running.get(fields.key) ?? 1) - 1);
-        this.#runningOverall--;
         options.signal.removeEventListener("abort", onAbort);
         if (err) reject(err);
         else resolve();
