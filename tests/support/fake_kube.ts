@@ -684,51 +684,23 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
   const adminKubeconfigPath = await Deno.makeTempFile({ prefix: "fake-kube-admin-", suffix: ".yaml" });
   await Deno.writeTextFile(
     adminKubeconfigPath,
-    [
-      "apiVersion: v1",
-      "kind: Config",
-      "clusters:",
-      "- name: fake",
-      "  cluster:",
-      `    server: http://127.0.0.1:${adminServer.addr.port}`,
-      "    insecure-skip-tls-verify: true",
-      "users:",
-      "- name: admin",
-      "  user: {}",
-      "contexts:",
-      "- name: fake-admin",
-      "  context:",
-      "    cluster: fake",
-      "    user: admin",
-      `    namespace: ${namespace}`,
-      "current-context: fake-admin",
-      "",
-    ].join("\n"),
+    kubeconfig({
+      server: `http://127.0.0.1:${adminServer.addr.port}`,
+      user: "admin",
+      credentials: ["  user: {}"],
+      context: "fake-admin",
+      namespace,
+    }),
   );
   await Deno.writeTextFile(
     kubeconfigPath,
-    [
-      "apiVersion: v1",
-      "kind: Config",
-      "clusters:",
-      "- name: fake",
-      "  cluster:",
-      `    server: ${url}`,
-      // client-node refuses plain http unless TLS verification is skipped.
-      "    insecure-skip-tls-verify: true",
-      "users:",
-      "- name: vllm-chill",
-      "  user:",
-      `    token: ${TOKEN}`,
-      "contexts:",
-      "- name: fake",
-      "  context:",
-      "    cluster: fake",
-      "    user: vllm-chill",
-      `    namespace: ${namespace}`,
-      "current-context: fake",
-      "",
-    ].join("\n"),
+    kubeconfig({
+      server: url,
+      user: "vllm-chill",
+      credentials: ["  user:", `    token: ${TOKEN}`],
+      context: "fake",
+      namespace,
+    }),
   );
 
   const faults: FakeKubeFaults = {
@@ -864,3 +836,28 @@ export async function startFakeKube(options: FakeKubeOptions = {}): Promise<Fake
 
 /** The user the fake authenticates the kubeconfig's token as. */
 export const FAKE_KUBE_USER: string = FAKE_USER;
+
+/** A kubeconfig for one user of the fake cluster (the proxy's, or a person's). */
+function kubeconfig(o: { server: string; user: string; credentials: string[]; context: string; namespace: string }) {
+  return [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters:",
+    "- name: fake",
+    "  cluster:",
+    `    server: ${o.server}`,
+    // client-node refuses plain http unless TLS verification is skipped.
+    "    insecure-skip-tls-verify: true",
+    "users:",
+    `- name: ${o.user}`,
+    ...o.credentials,
+    "contexts:",
+    `- name: ${o.context}`,
+    "  context:",
+    "    cluster: fake",
+    `    user: ${o.user}`,
+    `    namespace: ${o.namespace}`,
+    `current-context: ${o.context}`,
+    "",
+  ].join("\n");
+}
