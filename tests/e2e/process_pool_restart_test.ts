@@ -47,18 +47,26 @@ interface PoolProxy {
   /** The proxy's config, for the next proxy on the same port and state directory. */
   config: ChillConfigInput;
   cli: SpawnedCli;
+  /** The engines' GPU-memory ledger, when asked for. */
+  ledger?: string;
   /** Ends both proxies and every engine; removes the files. */
   cleanup(server: RunningServer | undefined): Promise<void>;
 }
 
 async function startPoolProxy(
-  timing: { sleepMs: number; wakeMs: number },
+  engines: { sleepMs: number; wakeMs: number; ledger?: boolean },
   more: Partial<ChillConfigInput> = {},
 ): Promise<PoolProxy> {
+  const { ledger: withLedger, ...timing } = engines;
   const marker = newMarker();
   const stateDir = await Deno.makeTempDir({ prefix: "vllm-chill-state-" });
   const file = await Deno.makeTempFile({ prefix: "vllm-chill-restart-", suffix: ".json" });
   const port = await freePort("127.0.0.1");
+  let ledger: string | undefined;
+  if (withLedger) {
+    ledger = await Deno.makeTempFile({ prefix: "vllm-chill-ledger-", suffix: ".json" });
+    createLedger(ledger);
+  }
   const engine = (name: string) => ({
     modelName: `org/${name}`,
     gpuMemoryUtilization: 0.6,
@@ -73,6 +81,7 @@ async function startPoolProxy(
     sleepAfter: "10m",
     heartbeatInterval: "0s",
     process: { stopGracePeriod: "2s", stateDir },
+    ...(ledger ? { vllm: { env: { FAKE_GPU_LEDGER: ledger } } } : {}),
     ...more,
     models: { a: engine("a"), b: engine("b") },
   };
@@ -90,6 +99,7 @@ async function startPoolProxy(
     await killAll(marker);
     await Deno.remove(stateDir, { recursive: true });
     await Deno.remove(file);
+    if (ledger) await Deno.remove(ledger);
   };
   try {
     await cli.waitForLine(/"msg":"listening"/, 20_000);
@@ -101,20 +111,14 @@ async function startPoolProxy(
     await cleanup(undefined);
     throw error;
   }
-  return { marker, stateDir, port, config, cli, cleanup };
+  return { marker, stateDir, port, config, cli, ledger, cleanup };
 }
 
 Deno.test("pool e2e restart: after SIGKILL of the proxy, the next one adopts a sleeping and a ready engine and wakes the sleeper", async () => {
-  const ledger = await Deno.makeTempFile({ prefix: "vllm-chill-ledger-", suffix: ".json" });
-  createLedger(ledger);
-  let proxy: PoolProxy | undefined;
+  const proxy = await startPoolProxy({ sleepMs: 30, wakeMs: 60, ledger: true }, { minLoadedTime: "0s" });
+  const { marker, config, cli, ledger } = proxy;
   let server: RunningServer | undefined;
   try {
-    proxy = await startPoolProxy({ sleepMs: 30, wakeMs: 60 }, {
-      minLoadedTime: "0s",
-      vllm: { env: { FAKE_GPU_LEDGER: ledger } },
-    });
-    const { marker, config, cli } = proxy;
     const url = `http://127.0.0.1:${proxy.port}`;
     const before = await (await fetch(`${url}/admin/status`)).json();
     assert.equal(before.models.a.status, "sleeping");
@@ -148,10 +152,9 @@ Deno.test("pool e2e restart: after SIGKILL of the proxy, the next one adopts a s
     const unloaded = await within(fetch(`${server.url}/admin/unload?wait=true`, { method: "POST" }), 10_000, "unload");
     assert.equal(unloaded.status, 200, await unloaded.text());
     assert.deepEqual(await processesWith(marker), [], "unload stopped both adopted engines, the sleeper too");
-    assertNeverOversubscribed(ledger, { allowRefusals: false });
+    assertNeverOversubscribed(ledger!, { allowRefusals: false });
   } finally {
-    await proxy?.cleanup(server);
-    await Deno.remove(ledger);
+    await proxy.cleanup(server);
   }
 });
 
