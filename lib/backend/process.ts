@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { type ChillConfig, gpuCountOf, type ModelSpec, type NamedModel } from "../config/schema.ts";
+import { type ChillConfig, gpuCountOf, maySleep, type ModelSpec, type NamedModel } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import {
   type Backend,
@@ -197,9 +197,6 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
     }
     return named(key, config.models[key]);
   };
-
-  /** A model "may sleep" when it (or the global default) has a sleepAfter. */
-  const maySleep = (model: NamedModel) => (model.sleepAfter ?? config.sleepAfter) !== undefined;
 
   // ---- state files ----
 
@@ -523,7 +520,9 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
     if (wanted.length !== rec.command.length || wanted.some((a, i) => a !== rec.command[i])) {
       return "its command or vLLM flags changed";
     }
-    if (!rec.sleepMode && maySleep(model)) return "it runs without sleep mode but the model may now sleep";
+    if (!rec.sleepMode && maySleep(model, config.sleepAfter)) {
+      return "it runs without sleep mode but the model may now sleep";
+    }
     if (rec.gpus.some((id) => !config.process.gpus.includes(id))) return "it runs on GPUs process.gpus no longer lists";
     if (rec.gpus.length !== gpuCountOf(spec, config.vllm.gpus)) return "the model's GPU count changed";
     return null;
