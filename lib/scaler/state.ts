@@ -11,14 +11,15 @@
  *
  * @module
  */
+import { DEFAULT_GPU_SHARE } from "../backend/engine_command.ts";
 import { type ChillConfig, gpuCountOf, type ModelSpec } from "../config/schema.ts";
 import type { LifecycleState, ModelStatus } from "./types.ts";
 
 /** A whole GPU, in the thousandths `share` is counted in. */
 export const WHOLE_GPU = 1000;
 
-/** Default `gpuMemoryUtilization` of a vLLM engine (vLLM's own default). */
-export const DEFAULT_SHARE = 900;
+/** The share of a model that sets no `gpuMemoryUtilization`: what its engine is started with. */
+const DEFAULT_SHARE = Math.round(DEFAULT_GPU_SHARE * WHOLE_GPU);
 
 /** What one model needs and how it behaves, timeouts in milliseconds. */
 export interface ModelPolicy {
