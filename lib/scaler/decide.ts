@@ -30,6 +30,7 @@ import { formatDuration } from "../config/units.ts";
 import { activeModelOf, lifecycleOf, modelStatusOf } from "./views.ts";
 import { type Occupant, place } from "./placement.ts";
 import {
+  addInflight,
   type EngineState,
   type HeldRequest,
   type ModelPolicy,
@@ -37,6 +38,7 @@ import {
   type ObservedEngine,
   type PendingAdmin,
   type Plan,
+  removeInflight,
   type SchedulerEffect,
   type SchedulerEvent,
   type SchedulerState,
@@ -1122,18 +1124,6 @@ function takeHeld(s: Draft, match: (h: HeldRequest) => boolean): HeldRequest[] {
 
 function inflightOf(s: SchedulerState, model: string): number {
   return s.inflightByModel[model] ?? 0;
-}
-
-function addInflight(s: Draft, id: string, model: string): void {
-  s.inflight.set(id, model);
-  s.inflightByModel[model] = (s.inflightByModel[model] ?? 0) + 1;
-}
-
-function removeInflight(s: Draft, id: string, model: string): void {
-  s.inflight.delete(id);
-  const left = (s.inflightByModel[model] ?? 1) - 1;
-  if (left > 0) s.inflightByModel[model] = left;
-  else delete s.inflightByModel[model];
 }
 
 function reject(

@@ -18,6 +18,8 @@ import { type Clock, realClock, type TimerHandle } from "./clock.ts";
 import { decide } from "./decide.ts";
 import { activeModelOf, countByModel, gpuUsageOf, lifecycleOf, modelStatusOf } from "./views.ts";
 import {
+  addInflight,
+  type InflightSets,
   initialState,
   modelPolicy,
   type ModelTransition,
@@ -26,6 +28,7 @@ import {
   type PolicyConfig,
   policyFromConfig,
   type PolicyModel,
+  removeInflight,
   type SchedulerEffect,
   type SchedulerEvent,
   type SchedulerState,
@@ -215,7 +218,7 @@ class ScalerDriver implements Scaler {
     if (s.held.length === 0) {
       // Warm fast path: with nothing held, `decide` would only add the request to the in-flight set and grant it
       // (a timer armed for this engine's idle time may fire early: a tick re-arms it). Done without copying.
-      addInflight(s, id, model);
+      addInflight(inflightSets(s), id, model);
       try {
         const lease = this.#lease(id, model, 0);
         this.#warm(model);
@@ -553,7 +556,7 @@ class ScalerDriver implements Scaler {
         return;
       }
     }
-    removeInflight(s, id, model);
+    removeInflight(inflightSets(s), id, model);
     (engine as { lastUsed: number }).lastUsed = now;
     (s as { lastActivity: number | null }).lastActivity = now;
     // An earlier timer stays armed: when it fires, `decide` arms it again for what is then due.
@@ -860,18 +863,8 @@ function hasPlans(s: SchedulerState): boolean {
 }
 
 /** The state's in-flight collections are the driver's own (each decision returns new ones): updated in place. */
-function addInflight(s: SchedulerState, id: string, model: string): void {
-  (s.inflight as Map<string, string>).set(id, model);
-  const byModel = s.inflightByModel as Record<string, number>;
-  byModel[model] = (byModel[model] ?? 0) + 1;
-}
-
-function removeInflight(s: SchedulerState, id: string, model: string): void {
-  (s.inflight as Map<string, string>).delete(id);
-  const byModel = s.inflightByModel as Record<string, number>;
-  const left = (byModel[model] ?? 1) - 1;
-  if (left > 0) byModel[model] = left;
-  else delete byModel[model];
+function inflightSets(s: SchedulerState): InflightSets {
+  return { inflight: s.inflight as Map<string, string>, inflightByModel: s.inflightByModel as Record<string, number> };
 }
 
 function sleep(clock: Clock, ms: number, signal: AbortSignal): Promise<void> {

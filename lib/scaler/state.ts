@@ -333,6 +333,47 @@ export interface SchedulerState {
   shuttingDown: boolean;
 }
 
+/** The state's in-flight collections, writable: `decide`'s draft, or the driver's warm paths on the state it owns. */
+export interface InflightSets {
+  inflight: Map<string, string>;
+  inflightByModel: Record<string, number>;
+}
+
+/**
+ * Counts request `id` in flight on `model`, in both collections (edited in place).
+ *
+ * @example
+ * ```ts
+ * import { addInflight } from "./state.ts";
+ * const sets = { inflight: new Map<string, string>(), inflightByModel: {} };
+ * addInflight(sets, "r1", "a");
+ * sets.inflightByModel; // { a: 1 }
+ * ```
+ */
+export function addInflight(s: InflightSets, id: string, model: string): void {
+  s.inflight.set(id, model);
+  s.inflightByModel[model] = (s.inflightByModel[model] ?? 0) + 1;
+}
+
+/**
+ * Removes request `id` of `model` from both in-flight collections (edited in place); a model's count of 0 goes.
+ *
+ * @example
+ * ```ts
+ * import { addInflight, removeInflight } from "./state.ts";
+ * const sets = { inflight: new Map<string, string>(), inflightByModel: {} };
+ * addInflight(sets, "r1", "a");
+ * removeInflight(sets, "r1", "a");
+ * sets.inflightByModel; // {}
+ * ```
+ */
+export function removeInflight(s: InflightSets, id: string, model: string): void {
+  s.inflight.delete(id);
+  const left = (s.inflightByModel[model] ?? 1) - 1;
+  if (left > 0) s.inflightByModel[model] = left;
+  else delete s.inflightByModel[model];
+}
+
 /**
  * The state before anything is known: no engine, not yet observed.
  *
