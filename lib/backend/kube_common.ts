@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { delay } from "../delay.ts";
 import { ForbiddenError, KubeError, UnavailableError } from "../kube/errors.ts";
 import type { PodWaitOptions } from "../kube/waits.ts";
 import { BackendError } from "./types.ts";
@@ -37,7 +38,7 @@ export const DEFAULT_PENDING_REPORT_MS = 15_000;
  * ```
  */
 export async function waitHealthy(doFetch: typeof fetch, upstream: string, signal: AbortSignal, deadline: number) {
-  let delay = HEALTH_FIRST_DELAY_MS;
+  let backoff = HEALTH_FIRST_DELAY_MS;
   let lastProblem = "no answer yet";
   for (;;) {
     if (signal.aborted) throw new BackendError("aborted", "waiting for vLLM /health aborted");
@@ -59,17 +60,8 @@ export async function waitHealthy(doFetch: typeof fetch, upstream: string, signa
       if (signal.aborted) throw new BackendError("aborted", "waiting for vLLM /health aborted");
       lastProblem = (error as Error).message;
     }
-    const wait = Math.min(delay, Math.max(0, deadline - Date.now()));
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, wait);
-      function done() {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      }
-      signal.addEventListener("abort", done, { once: true });
-    });
-    delay = Math.min(HEALTH_MAX_DELAY_MS, delay * 2);
+    await delay(Math.min(backoff, Math.max(0, deadline - Date.now())), signal);
+    backoff = Math.min(HEALTH_MAX_DELAY_MS, backoff * 2);
   }
 }
 
