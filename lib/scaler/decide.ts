@@ -42,6 +42,7 @@ import {
   type SchedulerEffect,
   type SchedulerEvent,
   type SchedulerState,
+  WHOLE_GPU,
 } from "./state.ts";
 
 /** The result of one decision. */
@@ -317,12 +318,6 @@ function unloadEngine(ctx: Ctx, model: string): void {
   } else stop(ctx, model, "unload", false);
 }
 
-/**
- * The world has no room for a starting engine although the pool's count said it fits (Kubernetes: its pod is
- * unschedulable, e.g. other workloads hold the node's GPUs): room is made by rule 3 — the least recently used
- * engines with nothing in flight and nothing held, enough of them for its GPUs — unless engines already leave for
- * it. Its start goes on (the pod schedules once they are gone) until its startTimeout.
- */
 /** A start or a wake finished: its duration counted, the engine ready. */
 function onServing(ctx: Ctx, e: EngineState, how: "started" | "woke"): void {
   const { s, now } = ctx;
@@ -338,6 +333,12 @@ function onServing(ctx: Ctx, e: EngineState, how: "started" | "woke"): void {
   becomeReady(ctx, e.model, how);
 }
 
+/**
+ * The world has no room for a starting engine although the pool's count said it fits (Kubernetes: its pod is
+ * unschedulable, e.g. other workloads hold the node's GPUs): room is made by rule 3 — the least recently used
+ * engines with nothing in flight and nothing held, enough of them for its GPUs — unless engines already leave for
+ * it. Its start goes on (the pod schedules once they are gone) until its startTimeout.
+ */
 function onStartPending(ctx: Ctx, model: string, reason: string): void {
   const { s } = ctx;
   const e = edit(ctx, model);
@@ -418,7 +419,7 @@ function onObserved(ctx: Ctx, observed: ObservedEngine[]): void {
   const take = (gpus: readonly string[], share: number) => {
     for (const g of gpus) used.set(g, (used.get(g) ?? 0) + share);
   };
-  const fits = (gpus: readonly string[], share: number) => gpus.every((g) => (used.get(g) ?? 0) + share <= 1000);
+  const hasRoom = (gpu: string, share: number) => (used.get(gpu) ?? 0) + share <= WHOLE_GPU;
   // Engines that serve keep their room first; those being stopped anyway (terminating, failed, of a model no
   // longer configured) take none here: placement counts them as leaving until they are gone, and stopping a
   // serving engine to make room for one on its way out would free nothing.
@@ -439,13 +440,13 @@ function onObserved(ctx: Ctx, observed: ObservedEngine[]): void {
     // A process is bound to its devices; where the backend does not say (Kubernetes), the first GPUs with room.
     // One on its way out still holds a real GPU until it is gone (a terminating pod): the free room first, so that
     // nothing starts there before it is gone; else any GPU.
-    const room = s.policy.gpuIds.filter((g) => (used.get(g) ?? 0) + policy.share <= 1000);
+    const room = s.policy.gpuIds.filter((g) => hasRoom(g, policy.share));
     const gpus = o.gpus
       ? [...o.gpus]
       : (holds ? room : [...room, ...s.policy.gpuIds.filter((g) => !room.includes(g))]).slice(0, policy.gpus);
     const engine = newEngine(o.model, gpus, policy, now);
     s.engines[o.model] = engine;
-    const overCapacity = holds && (gpus.length < policy.gpus || !fits(gpus, policy.share));
+    const overCapacity = holds && (gpus.length < policy.gpus || !gpus.every((g) => hasRoom(g, policy.share)));
     if (holds && !overCapacity) take(gpus, policy.share);
     if (o.unknown) {
       stop(ctx, o.model, "observed an engine of a model that is not configured", false);
@@ -591,7 +592,7 @@ function grantReady(ctx: Ctx): void {
   const { s } = ctx;
   if (!s.held.length) return;
   for (const e of enginesNow(s)) {
-    if (e.status !== "ready" || !s.held.some((h) => h.model === e.model)) continue;
+    if (e.status !== "ready" || !isWaiting(s, e.model)) continue;
     const taken = takeHeld(s, (h) => h.model === e.model);
     const ids: string[] = [];
     const admin: string[] = [];
@@ -747,7 +748,7 @@ function occupants(s: Draft, self: string, forced: boolean, now: number): Occupa
         out.push({ ...base, kind: "transit", transitional: true });
         break;
       case "ready": {
-        const busy = inflightOf(s, e.model) > 0 || s.held.some((h) => h.model === e.model);
+        const busy = inflightOf(s, e.model) > 0 || isWaiting(s, e.model);
         if (!busy) out.push({ ...base, kind: "idle" });
         else {
           const drainableAt = forced ? now : (e.readySince ?? now) + minLoadedTime;
