@@ -296,10 +296,10 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
   };
 
   /** A free port on `host` that none of our engines uses. */
-  const pickPort = async (): Promise<number> => {
+  const pickPort = (): number => {
     const used = new Set([...engines.values()].map((e) => e.port));
     for (let i = 0;; i++) {
-      const port = await freePort(host);
+      const port = pickFreePort(host);
       if (!used.has(port) || i >= 20) return port;
     }
   };
@@ -401,8 +401,8 @@ export function createProcessBackend(options: ProcessBackendOptions): Backend {
 
   const startEngine = async (launch: EngineLaunch, model: NamedModel, opts: WaitOptions): Promise<void> => {
     for (let attempt = 0;; attempt++) {
-      const port = await pickPort();
-      // close() or an abort may have come while the port was picked: spawn nothing then.
+      const port = pickPort();
+      // close() or an abort may have come since the last attempt: spawn nothing then.
       if (closed) throw new BackendError("unavailable", "the process backend is closed");
       if (opts.signal.aborted) throw abortError(opts.signal, `start of model ${model.name}`);
       const engine = spawn(launch, model, port);
