@@ -33,6 +33,7 @@ import {
   addInflight,
   type EngineState,
   type HeldRequest,
+  isBusy,
   type ModelPolicy,
   modelPolicy,
   type ObservedEngine,
@@ -150,7 +151,6 @@ function handle(ctx: Ctx, event: SchedulerEvent): void {
       if (!e) return;
       const draft = edit(ctx, e.model);
       draft.asleep = true;
-      draft.busy = false;
       draft.deadline = null;
       ctx.fx.push({ type: "metric", name: "sleep", model: e.model, level: e.sleepLevel ?? 1 });
       finishAdmin(ctx, "sleep", e.model);
@@ -179,7 +179,7 @@ function handle(ctx: Ctx, event: SchedulerEvent): void {
     case "engineFailed": {
       const e = s.engines[event.model];
       // An operation in progress on it reports the failure itself.
-      if (!s.observed || !e || e.busy) return;
+      if (!s.observed || !e || isBusy(e)) return;
       recordError(ctx, e.model, event.reason);
       rejectAdmin(ctx, "sleep", e.model, `model "${e.model}" failed: ${event.reason}`);
       stop(ctx, e.model, `engine failed: ${event.reason}`, false);
@@ -348,7 +348,7 @@ function onStartPending(ctx: Ctx, model: string, reason: string): void {
   // A model on GPUs needs engines that free GPUs; a CPU model (short of CPU or memory) any engine.
   const need = e.gpus.length;
   const idle = Object.values(s.engines).filter((o) =>
-    o.model !== model && !o.busy && !isWaiting(s, o.model) && (need === 0 || o.gpus.length > 0) &&
+    o.model !== model && !isBusy(o) && !isWaiting(s, o.model) && (need === 0 || o.gpus.length > 0) &&
     ((o.status === "ready" && inflightOf(s, o.model) === 0) || (o.status === "sleeping" && o.asleep))
   ).sort((a, b) => a.lastUsed - b.lastUsed || (a.model < b.model ? -1 : 1));
   let freed = 0;
@@ -474,7 +474,6 @@ function onObserved(ctx: Ctx, observed: ObservedEngine[]): void {
           break;
         }
         engine.op = ++s.op;
-        engine.busy = true;
         engine.opStartedAt = now;
         engine.deadline = now + policy.startTimeout;
         ctx.fx.push({
@@ -647,7 +646,7 @@ function finishDrains(ctx: Ctx): void {
 function idleTimers(ctx: Ctx): void {
   const { s, now } = ctx;
   for (const e of enginesNow(s)) {
-    if (e.busy || isWaiting(s, e.model)) continue;
+    if (isBusy(e) || isWaiting(s, e.model)) continue;
     const policy = modelPolicy(s.policy, e.model);
     if (e.status === "ready" && inflightOf(s, e.model) === 0) {
       if (now >= e.lastUsed + policy.idleTimeout) stop(ctx, e.model, "idle", false);
@@ -868,7 +867,6 @@ function startEngine(ctx: Ctx, model: string, gpus: string[]): void {
   const e = newEngine(model, gpus, policy, now);
   e.status = "starting";
   e.op = ++s.op;
-  e.busy = true;
   e.opStartedAt = now;
   e.deadline = now + policy.startTimeout;
   const plan = takePlan(s, model, e);
@@ -887,7 +885,6 @@ function wake(ctx: Ctx, model: string): void {
   e.asleep = false;
   e.since = now;
   e.op = ++s.op;
-  e.busy = true;
   e.opStartedAt = now;
   // A level-2 wake reloads the weights from disk: as long as a start.
   e.deadline = now + (level === 2 ? policy.startTimeout : s.policy.wakeTimeout);
@@ -918,7 +915,6 @@ function becomeReady(ctx: Ctx, model: string, reason: string): void {
   e.switchAt = null;
   e.status = "ready";
   e.since = now;
-  e.busy = false;
   e.deadline = null;
   e.opStartedAt = null;
   e.readySince = now;
@@ -973,7 +969,6 @@ function issueSleep(ctx: Ctx, model: string, reason: string, evictedFor: string 
   e.reason = reason;
   e.evictedFor = evictedFor;
   e.op = ++s.op;
-  e.busy = true;
   e.deadline = now + s.policy.sleepTimeout;
   setReason(ctx, model, reason);
   ctx.changed = true;
@@ -1003,7 +998,6 @@ function issueStop(ctx: Ctx, model: string): void {
   const { s, now } = ctx;
   const e = edit(ctx, model);
   e.op = ++s.op;
-  e.busy = true;
   e.stopAttempts++;
   ctx.fx.push({
     type: "stop",
@@ -1053,7 +1047,6 @@ function newEngine(model: string, gpus: readonly string[], policy: ModelPolicy, 
     share: policy.share,
     since: now,
     op: 0,
-    busy: false,
     readySince: null,
     lastUsed: now,
     opStartedAt: null,
@@ -1160,7 +1153,7 @@ function nextDeadline(ctx: Ctx): number | null {
     for (const t of ctx.recheck) consider(t);
     for (const e of Object.values(s.engines)) {
       if (e.deadline !== null) consider(e.deadline);
-      if (e.busy || isWaiting(s, e.model)) continue;
+      if (isBusy(e) || isWaiting(s, e.model)) continue;
       const policy = modelPolicy(s.policy, e.model);
       if (e.status === "ready" && inflightOf(s, e.model) === 0) {
         consider(e.lastUsed + policy.idleTimeout);

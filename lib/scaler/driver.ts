@@ -21,6 +21,7 @@ import {
   addInflight,
   type InflightSets,
   initialState,
+  isBusy,
   modelPolicy,
   type ModelTransition,
   type ObservedEngine,
@@ -549,7 +550,7 @@ class ScalerDriver implements Scaler {
       idleAt = now +
         (policy.sleepAfter !== null && policy.sleepAfter < policy.idleTimeout ? policy.sleepAfter : policy.idleTimeout);
       if (
-        engine.busy || idleAt <= now || s.admin.length !== 0 || (s.timerAt !== null && s.timerAt <= now) ||
+        isBusy(engine) || idleAt <= now || s.admin.length !== 0 || (s.timerAt !== null && s.timerAt <= now) ||
         hasPlans(s)
       ) {
         this.#dispatch({ type: "release", id });

@@ -259,8 +259,6 @@ export interface EngineState {
   since: number;
   /** Id of its backend operation in progress (0: none); results of older ones are stale. */
   op: number;
-  /** An operation (start, wait, sleep, wake, stop) is in progress. */
-  busy: boolean;
   /** When it last became ready (minLoadedTime counts from here). */
   readySince: number | null;
   /** End of its last request, or when it became ready (idle, sleepAfter and LRU count from here). */
@@ -293,6 +291,22 @@ export interface EngineState {
   /** The model evicted to make room for this one and when (switch metrics). */
   switchFrom: string | null;
   switchAt: number | null;
+}
+
+/**
+ * An operation (start, wait, sleep, wake, stop) is in progress on the engine: its status says so — starting,
+ * waking, stopping, or sleeping but not yet asleep.
+ *
+ * @example
+ * ```ts
+ * import { type EngineState, isBusy } from "./state.ts";
+ * isBusy({ status: "sleeping", asleep: false } as EngineState); // true
+ * isBusy({ status: "ready", asleep: false } as EngineState); // false
+ * ```
+ */
+export function isBusy(e: EngineState): boolean {
+  return e.status === "starting" || e.status === "waking" || e.status === "stopping" ||
+    (e.status === "sleeping" && !e.asleep);
 }
 
 /** The whole state of the scheduler. Treat as immutable: `decide` returns a new one. */
