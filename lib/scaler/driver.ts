@@ -202,11 +202,13 @@ class ScalerDriver implements Scaler {
     this.#state = initialState(this.#policy(), this.#clock.now());
     this.#unsubscribeRegistry = this.#registry.onChange(() => {
       this.#dispatch({ type: "configure", policy: this.#policy() });
+      this.#seedStateSeries();
       this.#unloadRemoved();
     });
     this.#backend.onFailure((key, reason) => {
       if (!this.#closing.signal.aborted) this.#dispatch({ type: "engineFailed", model: key, reason });
     });
+    this.#seedStateSeries();
     this.#syncGauges();
   }
 
@@ -797,14 +799,17 @@ class ScalerDriver implements Scaler {
     }
   }
 
-  #syncGauges(): void {
-    const s = this.#state;
-    // Every known model has its model_state series from the start (cold until it moves).
+  /** Every known model has its model_state series from the start (cold until it moves): at start and on new models. */
+  #seedStateSeries(): void {
     for (const key of this.#scaleOnly ? [SCALE_ONLY_KEY] : this.#registry.list().map((m) => m.name)) {
       if (this.#stateSeries.has(key)) continue;
       this.#stateSeries.add(key);
-      this.#metrics.setModelState(key, modelStatusOf(s, key));
+      this.#metrics.setModelState(key, modelStatusOf(this.#state, key));
     }
+  }
+
+  #syncGauges(): void {
+    const s = this.#state;
     const { held, inflight } = countByModel(s);
     syncGauge(this.#metrics.heldRequests, this.#gaugeHeld, held);
     syncGauge(this.#metrics.inflightRequests, this.#gaugeInflight, inflight);
